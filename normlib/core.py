@@ -1,0 +1,144 @@
+r"""The unified framework behind batch, layer, instance and group normalization.
+
+Every one of these methods computes, for each element :math:`x_i`, a mean and a variance over a
+set :math:`S_k` of elements that share statistics with it, and then
+
+.. math::
+
+    \mu_k = \frac{1}{|S_k|} \sum_{i \in S_k} x_i, \qquad
+    \sigma_k^2 = \frac{1}{|S_k|} \sum_{i \in S_k} (x_i - \mu_k)^2, \qquad
+    \hat x_i = \frac{x_i - \mu_k}{\sqrt{\sigma_k^2 + \epsilon}}, \qquad
+    y_i = \gamma \hat x_i + \beta.
+
+The methods differ only in :math:`S_k`. For an input of shape ``(N, C, *spatial)``:
+
+=============  ==================================  ===========================================
+method         statistics shared over              one ``(mu, var)`` pair per
+=============  ==================================  ===========================================
+batch norm     ``N`` and every spatial axis        channel
+layer norm     ``C`` and every spatial axis        sample
+instance norm  every spatial axis                  (sample, channel)
+group norm     ``C / G`` channels and spatial      (sample, group)
+=============  ==================================  ===========================================
+
+:data:`REDUCTION_AXES` states this table in code, and :func:`reduce_dims` turns it into the
+dimensions that :func:`normalize` reduces over; ``normlib.functional`` uses nothing else.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+#: Which named axes of an ``(N, C, *spatial)`` input each method averages over. ``"G"`` means
+#: "the channels of one group", which group norm gets by reshaping ``C`` into ``(G, C // G)``.
+REDUCTION_AXES: dict[str, tuple[str, ...]] = {
+    "batch": ("N", "spatial"),
+    "layer": ("C", "spatial"),
+    "instance": ("spatial",),
+    "group": ("G", "spatial"),
+}
+
+
+def reduce_dims(method: str, ndim: int) -> tuple[int, ...]:
+    """The dimensions of an ``ndim``-dimensional ``(N, C, *spatial)`` tensor that ``method`` reduces.
+
+    For group norm the tensor is first viewed as ``(N, G, C // G * prod(spatial))``, so the
+    answer is given for that 3-dimensional view.
+
+    >>> reduce_dims("batch", 4), reduce_dims("layer", 4), reduce_dims("instance", 4)
+    ((0, 2, 3), (1, 2, 3), (2, 3))
+    >>> reduce_dims("group", 3)
+    (2,)
+    """
+    if method not in REDUCTION_AXES:
+        raise ValueError(f"method must be one of {sorted(REDUCTION_AXES)}, got {method!r}")
+    if method == "group":
+        return (2,)
+    spatial = tuple(range(2, ndim))
+    named = {"N": (0,), "C": (1,), "spatial": spatial}
+    return tuple(sorted(d for axis in REDUCTION_AXES[method] for d in named[axis]))
+
+
+def moments(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """Mean and biased variance of ``x`` over ``dims`` (kept as size-1 dimensions).
+
+    Two passes: first the mean, then the mean of the squared deviations from it. This is exact
+    up to rounding whatever the offset of the data, unlike the one-pass formula
+    ``E[x**2] - E[x]**2``, which cancels catastrophically when the mean is large against the
+    spread (see the numerics chapter of the book). The mean itself gets one correction: the
+    average of the deviations from the first estimate, which are small and so summed with
+    little rounding, is added back (in float32 at an offset of 1e4 this halves the error).
+
+    >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    >>> mean, var = moments(x, dims=(1,))
+    >>> mean.item(), var.item()
+    (2.5, 1.25)
+    """
+    dims = tuple(dims)
+    mean = x.mean(dim=dims, keepdim=True)
+    mean = mean + (x - mean).mean(dim=dims, keepdim=True)  # correct the first pass's rounding
+    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
+    return mean, var
+
+
+def normalize(
+    x: Tensor,
+    dims: Sequence[int],
+    eps: float,
+    mean: Tensor | None = None,
+    var: Tensor | None = None,
+) -> Tensor:
+    r""":math:`\hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}` with statistics over ``dims``.
+
+    When ``mean`` and ``var`` are given (running statistics in evaluation mode) they are used
+    as they are, broadcast against ``x``; otherwise they are the :func:`moments` of ``x``.
+
+    >>> x = torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=torch.float64)
+    >>> normalize(x, dims=(1,), eps=1e-5)
+    tensor([[-1.0000,  1.0000],
+            [-1.0000,  1.0000]], dtype=torch.float64)
+    """
+    if mean is None or var is None:
+        mean, var = moments(x, dims)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None, channel_dim: int = 1) -> Tensor:
+    r""":math:`y = \gamma \hat x + \beta` with one :math:`(\gamma, \beta)` per channel.
+
+    ``weight`` and ``bias`` are 1-dimensional (one value per index of ``channel_dim``) and are
+    broadcast over every other dimension. Either may be ``None`` (no scale, no shift).
+    """
+    shape = [1] * x_hat.dim()
+    shape[channel_dim] = -1
+    if weight is not None:
+        x_hat = x_hat * weight.reshape(shape)
+    if bias is not None:
+        x_hat = x_hat + bias.reshape(shape)
+    return x_hat
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks shared by the functional and module forms. Each raises ValueError naming the
+# argument, what was expected, and what was given.
+
+
+def check_floating(input: Tensor, name: str = "input") -> None:
+    if not isinstance(input, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(input).__name__}")
+    if not (input.is_floating_point() or input.is_complex()):
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {input.dtype}")
+
+
+def check_eps(eps: float) -> None:
+    if not eps > 0:
+        raise ValueError(f"eps must be positive (it keeps 1/sqrt(var + eps) finite), got {eps}")
+
+
+def check_per_channel(t: Tensor | None, channels: int, name: str) -> None:
+    if t is not None and (t.dim() != 1 or t.numel() != channels):
+        raise ValueError(
+            f"{name} must have one value per channel, shape ({channels},), got {tuple(t.shape)}"
+        )

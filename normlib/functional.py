@@ -1,0 +1,335 @@
+r"""Normalization functions with the signatures and semantics of ``torch.nn.functional``.
+
+Batch, layer, instance and group norm are each a few lines on :mod:`normlib.core`: they choose
+the reduction set :math:`S_k`, call :func:`normlib.core.normalize` and apply the affine step.
+Local response norm, weight norm and cosine norm are the other normalizations the book studies.
+
+Conventions, all PyTorch's:
+
+- the variance that normalizes is the *biased* one (divide by :math:`m`);
+- the variance stored in ``running_var`` is the *unbiased* one (divide by :math:`m - 1`);
+- running statistics are updated in place as
+  ``running = (1 - momentum) * running + momentum * batch_statistic``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from normlib.core import (
+    affine,
+    check_eps,
+    check_floating,
+    check_per_channel,
+    moments,
+    normalize,
+    reduce_dims,
+)
+
+__all__ = [
+    "batch_norm",
+    "layer_norm",
+    "instance_norm",
+    "group_norm",
+    "local_response_norm",
+    "weight_norm",
+    "cosine_norm",
+]
+
+
+def _update_running(running: Tensor | None, batch_stat: Tensor, momentum: float) -> None:
+    if running is not None:
+        with torch.no_grad():
+            running.mul_(1 - momentum).add_(batch_stat.detach().to(running.dtype), alpha=momentum)
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Batch normalization (Ioffe & Szegedy, 2015).
+
+    .. math::
+
+        y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \, \gamma + \beta
+
+    In training, :math:`\mathrm{E}` and :math:`\mathrm{Var}` (biased) are taken per channel over
+    the batch and every spatial position, i.e. over ``(N, *spatial)`` for an input
+    ``(N, C, *spatial)``; ``running_mean`` and ``running_var`` (unbiased) are updated in place.
+    In evaluation (``training=False``) the running statistics are used instead.
+
+    Args:
+        input: ``(N, C)`` or ``(N, C, *spatial)``.
+        running_mean, running_var: ``(C,)`` buffers, or ``None`` (then batch statistics are
+            used in evaluation too, as in PyTorch).
+        weight, bias: ``(C,)`` scale :math:`\gamma` and shift :math:`\beta`, or ``None``.
+        training: use batch statistics and update the running ones. Default ``False``.
+        momentum: weight of the new batch statistic in the running average. Default ``0.1``.
+        eps: added to the variance. Default ``1e-5``.
+
+    Shape: input and output ``(N, C, *)``.
+
+    >>> x = torch.randn(16, 3, 5, 5, dtype=torch.float64)
+    >>> y = batch_norm(x, None, None, training=True)
+    >>> torch.allclose(y, F.batch_norm(x, None, None, training=True), atol=1e-12)
+    True
+    """
+    check_floating(input)
+    check_eps(eps)
+    if input.dim() < 2:
+        raise ValueError(f"input must be (N, C) or (N, C, *spatial), got {input.dim()}-D shape {tuple(input.shape)}")
+    channels = input.shape[1]
+    for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
+        check_per_channel(t, channels, name)
+    dims = reduce_dims("batch", input.dim())
+    stat_shape = [1, channels] + [1] * (input.dim() - 2)
+    if training or running_mean is None or running_var is None:
+        m = input.numel() // channels
+        if training and m <= 1:
+            raise ValueError(
+                f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
+            )
+        mean, var = moments(input, dims)
+        if training:
+            _update_running(running_mean, mean.flatten(), momentum)
+            _update_running(running_var, var.flatten() * m / (m - 1), momentum)
+    else:
+        mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
+    x_hat = normalize(input, dims, eps, mean, var)
+    return affine(x_hat, weight, bias)
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Layer normalization (Ba, Kiros & Hinton, 2016).
+
+    .. math::
+
+        y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \odot \gamma + \beta
+
+    The (biased) statistics are taken over the last ``len(normalized_shape)`` dimensions, which
+    must equal ``normalized_shape``: for an ``(N, C, H, W)`` input and
+    ``normalized_shape=(C, H, W)``, one mean and variance per sample. There is no running state,
+    so training and evaluation agree. ``weight`` and ``bias`` have shape ``normalized_shape``
+    (one value per normalized element, not per channel).
+
+    Shape: input ``(*, *normalized_shape)``; output the same.
+
+    >>> x = torch.randn(4, 10, dtype=torch.float64)
+    >>> torch.allclose(layer_norm(x, (10,)), F.layer_norm(x, (10,)), atol=1e-12)
+    True
+    """
+    check_floating(input)
+    check_eps(eps)
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(normalized_shape)
+    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != normalized_shape:
+        raise ValueError(
+            f"normalized_shape {normalized_shape} must match the trailing dimensions of input, "
+            f"got input shape {tuple(input.shape)}"
+        )
+    for t, name in ((weight, "weight"), (bias, "bias")):
+        if t is not None and tuple(t.shape) != normalized_shape:
+            raise ValueError(f"{name} must have shape {normalized_shape}, got {tuple(t.shape)}")
+    x_hat = normalize(input, tuple(range(input.dim() - k, input.dim())), eps)
+    if weight is not None:
+        x_hat = x_hat * weight
+    if bias is not None:
+        x_hat = x_hat + bias
+    return x_hat
+
+
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Instance normalization (Ulyanov, Vedaldi & Lempitsky, 2016).
+
+    .. math::
+
+        y_{nc} = \frac{x_{nc} - \mathrm{E}[x_{nc}]}{\sqrt{\mathrm{Var}[x_{nc}] + \epsilon}} \gamma_c + \beta_c
+
+    The (biased) statistics are taken per sample and per channel over the spatial dimensions.
+    With ``use_input_stats`` the running statistics, if given, are updated in place with the
+    average over the batch of the per-instance mean and unbiased variance (PyTorch's rule);
+    without it the running statistics normalize.
+
+    Shape: input ``(N, C, *spatial)`` with at least one spatial dimension; output the same.
+
+    >>> x = torch.randn(2, 3, 8, dtype=torch.float64)
+    >>> torch.allclose(instance_norm(x), F.instance_norm(x), atol=1e-12)
+    True
+    """
+    check_floating(input)
+    check_eps(eps)
+    if input.dim() < 3:
+        raise ValueError(f"input must be (N, C, *spatial) with a spatial dimension, got shape {tuple(input.shape)}")
+    channels = input.shape[1]
+    for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
+        check_per_channel(t, channels, name)
+    dims = reduce_dims("instance", input.dim())
+    if use_input_stats:
+        m = math.prod(input.shape[2:])
+        if m <= 1:
+            raise ValueError(
+                f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
+            )
+        mean, var = moments(input, dims)
+        _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
+        _update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("use_input_stats=False needs running_mean and running_var, got None")
+        stat_shape = [1, channels] + [1] * (input.dim() - 2)
+        mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
+    return affine(normalize(input, dims, eps, mean, var), weight, bias)
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Group normalization (Wu & He, 2018).
+
+    .. math::
+
+        y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma_c + \beta_c
+
+    The channels are split into ``num_groups`` groups of ``C // num_groups`` consecutive
+    channels; the (biased) statistics are taken per sample and per group over the group's
+    channels and every spatial position. ``num_groups=1`` gives layer norm with a per-channel
+    affine, ``num_groups=C`` gives instance norm. The affine step is per channel.
+
+    Shape: input ``(N, C, *)``; output the same.
+
+    >>> x = torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    >>> torch.allclose(group_norm(x, 3), F.group_norm(x, 3), atol=1e-12)
+    True
+    """
+    check_floating(input)
+    check_eps(eps)
+    if input.dim() < 2:
+        raise ValueError(f"input must be (N, C, *), got shape {tuple(input.shape)}")
+    channels = input.shape[1]
+    if not isinstance(num_groups, int) or num_groups < 1 or channels % num_groups:
+        raise ValueError(
+            f"num_groups must be a positive divisor of the number of channels {channels}, got {num_groups}"
+        )
+    for t, name in ((weight, "weight"), (bias, "bias")):
+        check_per_channel(t, channels, name)
+    grouped = input.reshape(input.shape[0], num_groups, -1)  # (N, G, C // G * prod(spatial))
+    x_hat = normalize(grouped, reduce_dims("group", grouped.dim()), eps).reshape(input.shape)
+    return affine(x_hat, weight, bias)
+
+
+def local_response_norm(
+    input: Tensor,
+    size: int,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 1.0,
+) -> Tensor:
+    r"""Local response normalization across channels (Krizhevsky, Sutskever & Hinton, 2012).
+
+    .. math::
+
+        b_c = a_c \left(k + \frac{\alpha}{n} \sum_{c' = c - \lfloor n/2 \rfloor}^{c + \lfloor (n-1)/2 \rfloor} a_{c'}^2\right)^{-\beta}
+
+    at every sample and spatial position, with ``n = size`` and channels outside ``[0, C)``
+    counting as zero. Note PyTorch's convention, followed here: :math:`\alpha` is divided by
+    the window size ``n`` (always ``n``, even where the window is cut by the border), whereas
+    AlexNet's paper writes :math:`\alpha` alone. No learnable parameters.
+
+    Shape: input ``(N, C, *)`` with at least 3 dimensions; output the same.
+
+    >>> x = torch.randn(2, 7, 3, 3, dtype=torch.float64)
+    >>> torch.allclose(local_response_norm(x, 5), F.local_response_norm(x, 5), atol=1e-12)
+    True
+    """
+    check_floating(input)
+    if input.dim() < 3:
+        raise ValueError(f"input must be (N, C, *) with at least 3 dimensions, got shape {tuple(input.shape)}")
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    squares = input.pow(2).movedim(1, -1)  # (N, *, C): channels last, so the window is along -1
+    padded = F.pad(squares, (size // 2, (size - 1) // 2))  # zero channels beyond the border
+    window_sum = padded.unfold(-1, size, 1).sum(-1).movedim(-1, 1)  # (N, C, *)
+    return input * (k + alpha / size * window_sum).pow(-beta)
+
+
+def weight_norm(v: Tensor, g: Tensor, dim: int | None = 0) -> Tensor:
+    r"""Weight normalization (Salimans & Kingma, 2016): :math:`w = g \, v / \lVert v \rVert`.
+
+    The norm is taken over every dimension except ``dim`` (for a ``Linear`` weight
+    ``(out, in)`` and ``dim=0``: one norm per output unit, so each row of ``w`` has norm ``g``);
+    ``g`` has size ``v.shape[dim]`` at ``dim`` and 1 elsewhere, as in PyTorch's
+    ``torch.nn.utils.parametrizations.weight_norm``. ``dim=None`` normalizes the whole tensor
+    with a scalar ``g``.
+
+    >>> v = torch.tensor([[3.0, 4.0], [6.0, 8.0]])
+    >>> weight_norm(v, torch.tensor([[1.0], [2.0]]))
+    tensor([[0.6000, 0.8000],
+            [1.2000, 1.6000]])
+    """
+    check_floating(v, "v")
+    check_floating(g, "g")
+    if dim is None:
+        return v * (g / v.norm())
+    if not -v.dim() <= dim < v.dim():
+        raise ValueError(f"dim must index a dimension of v (shape {tuple(v.shape)}), got {dim}")
+    dim = dim % v.dim()
+    others = [d for d in range(v.dim()) if d != dim]
+    norm = torch.linalg.vector_norm(v, dim=others, keepdim=True) if others else v.abs()
+    if g.numel() != v.shape[dim]:
+        raise ValueError(f"g must have {v.shape[dim]} values (one per index of dim {dim}), got shape {tuple(g.shape)}")
+    return v * (g.reshape(norm.shape) / norm)
+
+
+def cosine_norm(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
+    r"""Cosine normalization of a linear layer (Luo et al., 2018).
+
+    .. math::
+
+        y_j = \frac{w_j \cdot x}{\max(\lVert w_j \rVert \, \lVert x \rVert, \epsilon)}
+
+    the cosine of the angle between each input row and each weight row, in :math:`[-1, 1]`.
+
+    Shape: input ``(N, in_features)``, weight ``(out_features, in_features)``,
+    output ``(N, out_features)``.
+
+    >>> cosine_norm(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]]))
+    tensor([[1.0000, 0.0000, 0.7071]])
+    """
+    check_floating(input)
+    check_floating(weight, "weight")
+    check_eps(eps)
+    if input.dim() != 2 or weight.dim() != 2 or input.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"cosine_norm expects input (N, in) and weight (out, in), got {tuple(input.shape)} and {tuple(weight.shape)}"
+        )
+    norms = input.norm(dim=1, keepdim=True) * weight.norm(dim=1)  # (N, out)
+    return input @ weight.T / norms.clamp_min(eps)

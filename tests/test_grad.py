@@ -1,0 +1,44 @@
+"""The hand-derived backward passes of normlib.grad equal autograd."""
+import pytest
+import torch
+
+import normlib.functional as NF
+from normlib.grad import batch_norm_backward, weight_norm_backward
+from conftest import assert_close
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5), (4, 2, 3, 3)])
+@pytest.mark.parametrize("with_weight", [False, True])
+def test_batch_norm_backward_equals_autograd(shape, with_weight):
+    x = (torch.randn(shape, dtype=torch.float64) * 2 + 3).requires_grad_()
+    c = shape[1]
+    w = (torch.rand(c, dtype=torch.float64) + 0.5).requires_grad_() if with_weight else None
+    b = torch.randn(c, dtype=torch.float64, requires_grad=True)
+    y = NF.batch_norm(x, None, None, w, b, training=True)
+    grad_y = torch.randn_like(y)
+    auto = torch.autograd.grad(y, [x] + ([w] if with_weight else []) + [b], grad_y)
+    dx, dw, db = batch_norm_backward(grad_y, x.detach(), None if w is None else w.detach())
+    assert_close(dx, auto[0])
+    assert_close(db, auto[-1])
+    if with_weight:
+        assert_close(dw, auto[1])
+
+
+@pytest.mark.parametrize("shape,dim", [((4, 6), 0), ((4, 6), 1), ((3, 2, 3, 3), 0)])
+def test_weight_norm_backward_equals_autograd(shape, dim):
+    v = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    others = [d for d in range(len(shape)) if d != dim]
+    g = (torch.rand(torch.linalg.vector_norm(v, dim=others, keepdim=True).shape, dtype=torch.float64) + 0.5).requires_grad_()
+    w = NF.weight_norm(v, g, dim)
+    grad_w = torch.randn_like(w)
+    auto_v, auto_g = torch.autograd.grad(w, [v, g], grad_w)
+    grad_v, grad_g = weight_norm_backward(grad_w, v.detach(), g.detach(), dim)
+    assert_close(grad_v, auto_v)
+    assert_close(grad_g, auto_g)
+
+
+def test_weight_norm_gradient_with_respect_to_v_is_orthogonal_to_v():
+    v = torch.randn(5, 7, dtype=torch.float64)
+    g = torch.rand(5, 1, dtype=torch.float64)
+    grad_v, _ = weight_norm_backward(torch.randn(5, 7, dtype=torch.float64), v, g)
+    assert_close((grad_v * v).sum(dim=1), torch.zeros(5, dtype=torch.float64))
