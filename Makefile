@@ -1,0 +1,53 @@
+# The two commands of the README:
+#   make book   set up .venv (pinned requirements + normlib) and build the website into _build/html
+#   make test   the same set-up, then every test: pytest (normlib + doctests), nbval (strict) over
+#               every notebook, and the book build with warnings as errors
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+JB := $(VENV)/bin/jupyter-book
+
+# Same last bits on every machine of this kind (see normlib/notebook.py: DETERMINISTIC_ENV).
+export ATEN_CPU_CAPABILITY := default
+export MKL_CBWR := COMPATIBLE
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+export PYTHONHASHSEED := 0
+
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 120
+
+.PHONY: book test setup test-lib test-notebooks test-build outputs lab clean
+
+book: setup
+	$(JB) build . --builder html
+
+test: setup test-lib test-notebooks test-build
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+test-lib: setup
+	$(PY) -m pytest --doctest-modules tests normlib
+
+test-notebooks: setup
+	$(PY) -m pytest $(NBVAL) book
+
+test-build: setup
+	$(JB) build . --builder html --all -n -W --keep-going
+
+# Re-execute notebooks in place (all of book/, or NB="book/x.ipynb ...") to refresh stored outputs.
+outputs: setup
+	$(PY) tools/execute_notebooks.py $(NB)
+
+# Jupyter Lab in the project's environment, with the same deterministic settings as CI.
+lab: setup
+	$(VENV)/bin/jupyter lab book
+
+clean:
+	rm -rf _build
