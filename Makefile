@@ -35,8 +35,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 test-lib: setup
 	$(PY) -m pytest --doctest-modules tests normlib
 
+# nbval over every notebook of book/, or only NB="book/x.ipynb ...".
 test-notebooks: setup
-	$(PY) -m pytest $(NBVAL) book
+	$(PY) -m pytest $(NBVAL) $(or $(NB),book)
 
 test-build: setup
 	$(JB) build . --builder html --all -n -W --keep-going
