@@ -28,6 +28,7 @@ from normlib.core import (
     moments,
     normalize,
     reduce_dims,
+    standardize,
 )
 
 __all__ = [
@@ -99,13 +100,13 @@ def batch_norm(
             raise ValueError(
                 f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
             )
-        mean, var = moments(input, dims)
+        x_hat, mean, var = standardize(input, dims, eps)
         if training:
             _update_running(running_mean, mean.flatten(), momentum)
             _update_running(running_var, var.flatten() * m / (m - 1), momentum)
     else:
         mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
-    x_hat = normalize(input, dims, eps, mean, var)
+        x_hat = normalize(input, dims, eps, mean, var)
     return affine(x_hat, weight, bias)
 
 
@@ -195,7 +196,7 @@ def instance_norm(
             raise ValueError(
                 f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
             )
-        mean, var = moments(input, dims)
+        x_hat, mean, var = standardize(input, dims, eps)
         _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
         _update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
     else:
@@ -203,7 +204,8 @@ def instance_norm(
             raise ValueError("use_input_stats=False needs running_mean and running_var, got None")
         stat_shape = [1, channels] + [1] * (input.dim() - 2)
         mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
-    return affine(normalize(input, dims, eps, mean, var), weight, bias)
+        x_hat = normalize(input, dims, eps, mean, var)
+    return affine(x_hat, weight, bias)
 
 
 def group_norm(

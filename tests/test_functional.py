@@ -103,7 +103,19 @@ def test_group_norm_matches_torch(shape, groups, dtype):
     w2, b2 = w1.detach().clone().requires_grad_(), b1.detach().clone().requires_grad_()
     y1, y2 = NF.group_norm(x1, groups, w1, b1), F.group_norm(x2, groups, w2, b2)
     assert_close(y1, y2)
-    _check_grads(y1, y2, [x1, w1, b1], [x2, w2, b2])
+    grad = torch.randn_like(y2)
+    g1 = torch.autograd.grad(y1, [x1, w1, b1], grad)
+    g2 = torch.autograd.grad(y2, [x2, w2, b2], grad)
+    # The input gradient scales with 1/sigma of the group: with 2 values per group (the (4, 8)
+    # case) sigma can be small and float32 rounding grows with it, in PyTorch's kernel as in ours.
+    if dtype == torch.float32:
+        inv_sigma = 1 / x2.detach().reshape(shape[0], groups, -1).std(dim=2, unbiased=False).min().item()
+        tol = 1e-5 * max(1.0, inv_sigma)
+        torch.testing.assert_close(g1[0], g2[0], rtol=tol, atol=tol)
+    else:
+        assert_close(g1[0], g2[0])
+    for a, b in zip(g1[1:], g2[1:]):
+        assert_close(a, b)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
