@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make book   set up .venv (pinned requirements + normlib) and build the website into _build/html
 #   make test   the same set-up, then every test: pytest (normlib + doctests), nbval (strict) over
-#               every notebook, and the book build with warnings as errors
+#               every notebook, the book build with warnings as errors, every page of the built site
+#               in headless Chromium, and the check that every claim of the ledger has its cell
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,12 +17,12 @@ export PYTHONHASHSEED := 0
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 120
 
-.PHONY: book test setup test-lib test-notebooks test-build outputs lab clean
+.PHONY: book test setup test-lib test-notebooks test-build test-browser test-claims outputs lab clean
 
 book: setup
 	$(JB) build . --builder html
 
-test: setup test-lib test-notebooks test-build
+test: setup test-lib test-notebooks test-build test-browser test-claims
 
 setup: $(VENV)/.installed
 
@@ -33,7 +34,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test-lib: setup
-	$(PY) -m pytest --doctest-modules tests normlib
+	$(PY) -m pytest --doctest-modules tests normlib --ignore=tests/browser --ignore=tests/book
 
 # nbval over every notebook of book/, or only NB="book/x.ipynb ...".
 test-notebooks: setup
@@ -41,6 +42,15 @@ test-notebooks: setup
 
 test-build: setup
 	$(JB) build . --builder html --all -n -W --keep-going
+
+# The built site (_build/html) as a reader meets it: every page in headless Chromium, offline.
+# Needs Debian's chromium and chromium-driver (.ci/run installs them); fails, saying so, without them.
+test-browser: setup
+	$(PY) -m pytest tests/browser
+
+# Every claim of the ledger has a notebook cell that asserts it and prints its verdict.
+test-claims: setup
+	$(PY) -m pytest tests/book
 
 # Re-execute notebooks in place (all of book/, or NB="book/x.ipynb ...") to refresh stored outputs.
 outputs: setup

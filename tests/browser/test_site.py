@@ -1,0 +1,275 @@
+"""The built book as a reader meets it: every page opened in headless Chromium, offline.
+
+Each page is loaded once from a server on 127.0.0.1 (every other host is unreachable, as on a laptop
+without network); a script run in the page waits for MathJax and collects what the tests below
+assert: MathJax (the copy bundled with the site) typeset every formula without error, no raw TeX is
+left in the text, every image loaded, every internal link resolves, nothing came from the network,
+displayed equations are numbered and referenced, figures stay visible in dark mode, search works.
+
+Run after ``make test-build`` (``make test-browser``); see conftest.py for Chromium.
+"""
+from __future__ import annotations
+
+import html.parser
+import os
+import pathlib
+import re
+import time
+import urllib.parse
+
+import pytest
+
+COLLECT = r"""
+const done = arguments[arguments.length - 1];
+(async () => {
+  const r = {};
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+    r.mathjax = MathJax.version;
+  } else {
+    r.mathjax = null;
+  }
+  await Promise.all([...document.images].map(img => img.complete ? null :
+      new Promise(res => { img.addEventListener('load', res); img.addEventListener('error', res); })));
+  r.images = [...document.images].map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth,
+                                               complete: img.complete, output: !!img.closest('.cell_output, .output')}));
+  r.math = document.querySelectorAll('.math').length;
+  r.untypeset = [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container'))
+      .map(e => e.textContent.trim().slice(0, 80));
+  r.merrors = [...document.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent);
+  const clone = document.body.cloneNode(true);
+  clone.querySelectorAll('pre, code, script, style, textarea, mjx-container, mjx-assistive-mml, .highlight')
+      .forEach(e => e.remove());
+  r.text = clone.textContent;
+  r.links = [...document.querySelectorAll('a[href]')].map(a => a.href);
+  r.scripts = [...document.querySelectorAll('script[src]')].map(s => s.src);
+  r.styles = [...document.querySelectorAll('link[rel~=stylesheet], link[rel=preload]')].map(l => l.href);
+  r.resources = performance.getEntriesByType('resource').map(e => e.name);
+  r.equations = [...document.querySelectorAll('div.math')].map(d => ({id: d.id, numbered: !!d.querySelector('.eqno'),
+                                                                     text: d.textContent.trim().slice(0, 60)}));
+  r.title = document.title;
+  done(r);
+})().catch(e => done({error: String(e && e.stack || e)}));
+"""
+
+DARK = r"""
+const done = arguments[arguments.length - 1];
+document.documentElement.dataset.theme = 'dark';
+document.documentElement.dataset.mode = 'dark';
+setTimeout(() => {
+  const bg = getComputedStyle(document.body).backgroundColor;
+  const out = [...document.querySelectorAll('.bd-article img')].filter(img => img.closest('.cell_output, .output'))
+    .map(img => {
+      const s = getComputedStyle(img), box = img.getBoundingClientRect();
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth; c.height = img.naturalHeight;
+      const ctx = c.getContext('2d');
+      ctx.drawImage(img, 0, 0);
+      const w = img.naturalWidth - 1, h = img.naturalHeight - 1;
+      const alpha = [[0, 0], [w, 0], [0, h], [w, h], [w >> 1, h >> 1]].map(([x, y]) => ctx.getImageData(x, y, 1, 1).data[3]);
+      return {src: img.src, opacity: parseFloat(s.opacity), visibility: s.visibility, display: s.display,
+              filter: s.filter, width: box.width, minAlpha: Math.min(...alpha)};
+    });
+  done({background: bg, theme: document.documentElement.dataset.theme, images: out});
+}, 300);
+"""
+
+RAW_TEX = re.compile(
+    r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{|\\end\{|\\(?:frac|sum|sqrt|mathrm|mathbf|hat|epsilon|sigma|mu|gamma|beta|label)\b"
+    r"|(?<![\w$])\$[^\s$][^$\n]{0,80}?(?<![\s\\])\$(?![\w$])"
+)
+
+
+def _pages(site: pathlib.Path) -> list[str]:
+    """Every HTML page of the site, as a path relative to its root."""
+    skip = {"_static", "_sources", "_images", "_sphinx_design_static"}
+    return sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if not skip & set(p.relative_to(site).parts))
+
+
+@pytest.fixture(scope="session")
+def reports(site, base_url, driver):
+    """Open every page once; returns {page: what COLLECT found, plus the browser's console messages}."""
+    out = {}
+    for page in _pages(site):
+        driver.get_log("browser")  # drop messages of the previous page
+        driver.get(f"{base_url}/{page}")
+        report = driver.execute_async_script(COLLECT)
+        report["console"] = [m for m in driver.get_log("browser") if m.get("level") == "SEVERE"]
+        report["url"] = driver.current_url
+        out[page] = report
+    return out
+
+
+def _book_pages(reports):
+    return {page: r for page, r in reports.items() if page.startswith("book/")}
+
+
+def test_every_book_page_is_opened(site, reports):
+    assert len(_book_pages(reports)) >= 3, f"only {sorted(reports)} found in {site}"
+    for page, report in reports.items():
+        assert "error" not in report, f"{page}: the page script failed: {report['error']}"
+
+
+def test_pages_log_no_errors_in_the_console(reports):
+    bad = {page: [m["message"] for m in r["console"]] for page, r in reports.items() if r["console"]}
+    assert not bad, f"browser console errors: {bad}"
+
+
+def test_mathjax_typesets_every_formula_without_errors(reports):
+    with_math = {page: r for page, r in reports.items() if r["math"]}
+    assert with_math, "no page has a formula: is dollarmath/amsmath still enabled?"
+    for page, r in with_math.items():
+        assert r["mathjax"], f"{page}: has {r['math']} formulas but MathJax did not start"
+        assert r["mathjax"].startswith("3."), f"{page}: MathJax {r['mathjax']}, expected the bundled 3.x"
+        assert not r["untypeset"], f"{page}: formulas MathJax did not typeset: {r['untypeset'][:5]}"
+        assert not r["merrors"], f"{page}: MathJax errors: {r['merrors'][:5]}"
+
+
+def test_no_raw_tex_is_left_in_the_text(reports):
+    bad = {}
+    for page, r in reports.items():
+        hits = [r["text"][max(m.start() - 30, 0): m.end() + 30].replace("\n", " ") for m in RAW_TEX.finditer(r["text"])]
+        if hits:
+            bad[page] = hits[:5]
+    assert not bad, f"raw TeX in the visible text (outside code): {bad}"
+
+
+def test_every_image_loads(reports):
+    bad = {page: [i["src"] for i in r["images"] if not i["complete"] or i["width"] == 0] for page, r in reports.items()}
+    bad = {page: srcs for page, srcs in bad.items() if srcs}
+    assert not bad, f"images that did not load: {bad}"
+
+
+def test_nothing_is_loaded_from_the_network(reports, base_url):
+    """Offline: MathJax, fonts, scripts and styles all come with the site."""
+    bad = {}
+    for page, r in reports.items():
+        remote = [u for u in r["scripts"] + r["styles"] + r["resources"] + [i["src"] for i in r["images"]]
+                  if not u.startswith(base_url + "/") and not u.startswith("data:")]
+        if remote:
+            bad[page] = sorted(set(remote))
+    assert not bad, f"pages that request non-local URLs: {bad}"
+    for page, r in reports.items():
+        if r["mathjax"]:
+            local = [u for u in r["scripts"] if "mathjax" in u.lower()]
+            assert local and all(u.startswith(base_url + "/_static/mathjax/") for u in local), f"{page}: {local}"
+
+
+class _Ids(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids = set()
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("id", "name") and value:
+                self.ids.add(value)
+
+
+def test_internal_links_resolve(site, reports, base_url):
+    ids: dict[pathlib.Path, set[str]] = {}
+    bad = {}
+    for page, r in reports.items():
+        for href in r["links"]:
+            if not href.startswith(base_url + "/"):
+                continue  # launch buttons, paper links: not part of the offline site
+            url = urllib.parse.urlsplit(href)
+            path = site / urllib.parse.unquote(url.path).lstrip("/")
+            if path.is_dir():
+                path = path / "index.html"
+            if not path.is_file():
+                bad.setdefault(page, []).append(f"{href} (no file)")
+                continue
+            fragment = urllib.parse.unquote(url.fragment)
+            if fragment and path.suffix == ".html":
+                if path not in ids:
+                    parser = _Ids()
+                    parser.feed(path.read_text(encoding="utf-8"))
+                    ids[path] = parser.ids
+                if fragment not in ids[path]:
+                    bad.setdefault(page, []).append(f"{href} (no id {fragment!r})")
+    assert not bad, f"broken internal links: {bad}"
+
+
+def test_displayed_equations_are_numbered_and_referenced(reports):
+    unnumbered, targets, cited = {}, {}, set()
+    for page, r in reports.items():
+        for eq in r["equations"]:
+            if not eq["numbered"] or not eq["id"]:
+                unnumbered.setdefault(page, []).append(eq["text"])
+            else:
+                targets[eq["id"]] = page
+        cited.update(urllib.parse.urlsplit(h).fragment for h in r["links"])
+    assert not unnumbered, f"displayed equations without a label (use ```{{math}} with :label: eq-...): {unnumbered}"
+    unreferenced = {eq: page for eq, page in targets.items() if eq not in cited}
+    assert not unreferenced, f"labelled equations that no page references with {{eq}}: {unreferenced}"
+
+
+def test_figures_stay_visible_in_dark_mode(site, base_url, driver, reports):
+    shots = os.environ.get("SCREENSHOT_DIR")
+    checked = 0
+    for page, r in _book_pages(reports).items():
+        if not any(i["output"] for i in r["images"]):
+            continue
+        driver.get(f"{base_url}/{page}")
+        driver.execute_async_script("const d = arguments[0]; MathJax?.startup?.promise ? MathJax.startup.promise.then(d) : d();")
+        dark = driver.execute_async_script(DARK)
+        assert dark["theme"] == "dark"
+        for img in dark["images"]:
+            checked += 1
+            where = f"{page}: {img['src']}"
+            assert img["display"] != "none" and img["visibility"] == "visible" and img["width"] > 50, where
+            assert img["opacity"] > 0.9, f"{where}: opacity {img['opacity']} in dark mode"
+            # An opaque figure (white face colour, set by normlib.notebook.setup) keeps black axes and
+            # labels readable on the dark page; a transparent one would show them on near-black.
+            assert img["minAlpha"] == 255, f"{where}: transparent pixels, invisible on the dark background"
+        if shots:
+            pathlib.Path(shots).mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(pathlib.Path(shots) / (page.replace("/", "_") + "-dark.png")))
+    if not checked:
+        pytest.skip("no page has a figure yet")
+
+
+def test_search_finds_the_chapters(base_url, driver):
+    driver.get(f"{base_url}/search.html?q=normalization")
+    deadline = time.monotonic() + 20
+    results = []
+    while time.monotonic() < deadline:
+        results = driver.execute_script(
+            "return [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href)"
+        )
+        if results:
+            break
+        time.sleep(0.2)
+    assert results, "search for 'normalization' returned nothing"
+    assert any("/book/" in href for href in results), results
+
+
+def test_notebook_pages_offer_download_and_launch_buttons(site, reports, base_url):
+    for nb in sorted((site / "_sources" / "book").glob("*.ipynb")):
+        page = f"book/{nb.stem}.html"
+        if page not in reports:
+            continue
+        links = reports[page]["links"]
+        assert f"{base_url}/_sources/book/{nb.name}" in links, f"{page}: no download link for {nb.name}"
+        assert any(h.startswith("https://colab.research.google.com/github/") for h in links), f"{page}: no Colab button"
+        assert any(h.startswith("https://mybinder.org/v2/gh/") for h in links), f"{page}: no Binder button"
+
+
+def test_the_site_reads_from_disk_without_a_server(site, driver):
+    """A reader may also open _build/html/index.html straight from disk (file://)."""
+    bad = {}
+    for page in sorted(p for p in _pages(site) if p.startswith("book/")):
+        driver.get_log("browser")
+        driver.get((site / page).resolve().as_uri())
+        r = driver.execute_async_script(COLLECT)
+        console = [m["message"] for m in driver.get_log("browser") if m.get("level") == "SEVERE"]
+        problems = console + [f"not typeset: {t}" for t in r.get("untypeset", [])] + r.get("merrors", [])
+        problems += [f"image not loaded: {i['src']}" for i in r.get("images", []) if not i["width"]]
+        if r.get("math") and not r.get("mathjax"):
+            problems.append("MathJax did not start")
+        if "error" in r:
+            problems.append(r["error"])
+        if problems:
+            bad[page] = problems[:5]
+    assert not bad, f"pages that do not render from file://: {bad}"
