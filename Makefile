@@ -2,7 +2,7 @@
 #   make book   set up .venv (pinned requirements + normlib) and build the website into _build/html
 #   make test   the same set-up, then every test: pytest (normlib + doctests), nbval (strict) over
 #               every notebook, the book build with warnings as errors, every page of the built site
-#               in headless Chromium, and the check that every claim of the ledger has its cell
+#               in headless Chromium, and the book's rules (every claim has its cell; figures)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,12 +17,12 @@ export PYTHONHASHSEED := 0
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 120
 
-.PHONY: book test setup test-lib test-notebooks test-build test-browser test-claims outputs lab clean
+.PHONY: book test setup test-lib test-notebooks test-build test-browser test-content outputs lab clean
 
 book: setup
 	$(JB) build . --builder html
 
-test: setup test-lib test-notebooks test-build test-browser test-claims
+test: setup test-lib test-notebooks test-build test-browser test-content
 
 setup: $(VENV)/.installed
 
@@ -48,8 +48,9 @@ test-build: setup
 test-browser: setup
 	$(PY) -m pytest tests/browser
 
-# Every claim of the ledger has a notebook cell that asserts it and prints its verdict.
-test-claims: setup
+# The book's own rules: every claim of the ledger has a cell that asserts it and prints its verdict
+# (tools/claims_appendix.py --check says the same); figures fit the page and keep setup()'s style.
+test-content: setup
 	$(PY) -m pytest tests/book
 
 # Re-execute notebooks in place (all of book/, or NB="book/x.ipynb ...") to refresh stored outputs.

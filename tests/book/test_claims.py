@@ -1,6 +1,6 @@
 """The claims ledger and its appendix: every claim of the ledger is checked by a notebook cell.
 
-Run by ``make test-claims`` (the last step of ``make test``). While chapters are being written the
+Run by ``make test-content`` (the last step of ``make test``). While chapters are being written the
 last test fails and lists what is missing; the site itself still builds (the appendix page shows
 those claims as "not checked yet").
 """
