@@ -17,7 +17,7 @@ export PYTHONHASHSEED := 0
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 120
 
-.PHONY: book test setup test-lib test-notebooks test-build test-browser test-content outputs lab clean
+.PHONY: book test setup test-lib test-notebooks test-build test-browser test-content outputs lab bench clean
 
 book: setup
 	$(JB) build . --builder html
@@ -60,6 +60,12 @@ outputs: setup
 # Jupyter Lab in the project's environment, with the same deterministic settings as CI.
 lab: setup
 	$(VENV)/bin/jupyter lab book
+
+# Time normlib against PyTorch's kernels (benchmarks/bench.py; QUICK=1 for a run under a minute).
+# Not part of `make test`. Runs WITHOUT the deterministic ATEN_CPU_CAPABILITY/MKL_CBWR above,
+# which switch off the vectorized kernels PyTorch's native layers rely on.
+bench: setup
+	env -u ATEN_CPU_CAPABILITY -u MKL_CBWR $(PY) benchmarks/bench.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf _build

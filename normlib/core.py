@@ -89,11 +89,17 @@ def moments(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
     >>> mean.item(), var.item()
     (2.5, 1.25)
     """
-    dims = tuple(dims)
+    mean, var, _ = _moments_and_deviations(x, tuple(dims))
+    return mean, var
+
+
+def _moments_and_deviations(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`moments`, plus the deviations ``x - mean`` it computes on the way (for reuse)."""
     mean = x.mean(dim=dims, keepdim=True)
     mean = mean + (x - mean).mean(dim=dims, keepdim=True)  # correct the first pass's rounding
-    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
-    return mean, var
+    deviations = x - mean
+    var = deviations.pow(2).mean(dim=dims, keepdim=True)
+    return mean, var, deviations
 
 
 class Standardize(torch.autograd.Function):
@@ -112,9 +118,9 @@ class Standardize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-        mean, var = moments(x, dims)
+        mean, var, deviations = _moments_and_deviations(x, dims)
         inv_std = torch.rsqrt(var + eps)
-        x_hat = (x - mean) * inv_std
+        x_hat = deviations.mul_(inv_std)  # (x - mean) * inv_std, in the deviations' memory
         ctx.save_for_backward(x, mean, inv_std)
         ctx.dims, ctx.eps = dims, eps
         ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
@@ -124,19 +130,18 @@ class Standardize(torch.autograd.Function):
     def backward(ctx, grad_x_hat: Tensor | None, grad_mean: Tensor | None, grad_var: Tensor | None):
         x, mean, inv_std = ctx.saved_tensors
         dims = ctx.dims
-        if torch.is_grad_enabled():  # create_graph: rebuild the statistics differentiably
+        m = x.numel() // mean.numel()  # |S_k|
+        if torch.is_grad_enabled():  # create_graph: rebuild the statistics differentiably from x
             mean, var = moments(x, dims)
             inv_std = torch.rsqrt(var + ctx.eps)
-        m = x.numel() // mean.numel()  # |S_k|
         centred = x - mean
         grad = None
         if grad_x_hat is not None:
             x_hat = centred * inv_std
-            grad = inv_std * (
-                grad_x_hat
-                - grad_x_hat.mean(dim=dims, keepdim=True)
-                - x_hat * (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
-            )
+            g_bar = grad_x_hat.mean(dim=dims, keepdim=True)
+            gx_bar = (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
+            # inv_std * (g - g_bar - x_hat * gx_bar), as two fused multiply-adds over x's size
+            grad = torch.addcmul(-g_bar * inv_std, x_hat, -gx_bar * inv_std).addcmul_(grad_x_hat, inv_std)
         if grad_mean is not None:
             grad = grad_mean / m if grad is None else grad + grad_mean / m
         if grad_var is not None:

@@ -1,0 +1,198 @@
+"""Time normlib against PyTorch's native kernels: BN, LN, IN, GN and LRN, forward and forward+backward.
+
+    python benchmarks/bench.py            # full shapes, eager and torch.compile (several minutes)
+    python benchmarks/bench.py --quick    # small shapes, eager only (under a minute)
+    make bench                            # the full run, without the Makefile's deterministic env
+
+"forward" is the forward pass of a training step (inputs require grad, so both sides record
+what their backward needs); "forward+backward" adds the backward with a fixed upstream gradient.
+Each timing is the median of ``torch.utils.benchmark.Timer.blocked_autorange``, by default on
+one thread and in process CPU time (``--clock cpu``), which other jobs on a shared machine
+disturb much less than elapsed time (with 2 threads and busy cores, a parallel kernel waits for
+its slowest thread and wall-clock medians swing by 100x).
+
+Run it *without* ``ATEN_CPU_CAPABILITY=default`` (which the Makefile exports for reproducible
+notebook outputs): that setting switches off the vectorized CPU kernels, which slows PyTorch's
+native kernels far more than normlib's composition of ops, and no one trains that way. The
+script records the setting it ran under, and the machine, in its JSON file.
+
+The last line printed is ``geomean normlib/torch forward+backward: X.XXx`` (eager).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils import benchmark
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import normlib.functional as NF  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# name: (input shape, full) and (input shape, --quick); ResNet-style activations scaled down
+# from 32x64x56x56 to a batch of 8 for two cores, a transformer's (batch, tokens, d_model).
+SHAPES = {
+    "BN": ((8, 64, 56, 56), (4, 32, 28, 28)),
+    "LN": ((8, 512, 768), (4, 128, 768)),
+    "IN": ((8, 64, 56, 56), (4, 32, 28, 28)),
+    "GN": ((8, 64, 56, 56), (4, 32, 28, 28)),
+    "LRN": ((8, 96, 27, 27), (4, 96, 27, 27)),  # AlexNet's first LRN layer: 96 channels, 27x27 after pooling
+}
+
+
+def make_case(name: str, shape: tuple[int, ...]):
+    """(normlib function, torch function, parameters) of one layer; both called as f(x, *params)."""
+    c = shape[-1] if name == "LN" else shape[1]
+    weight = torch.rand(c) + 0.5
+    bias = torch.randn(c)
+    params = [weight.requires_grad_(), bias.requires_grad_()]
+    if name == "BN":
+        return (lambda x, w, b: NF.batch_norm(x, None, None, w, b, training=True),
+                lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), params)
+    if name == "LN":
+        return (lambda x, w, b: NF.layer_norm(x, (c,), w, b), lambda x, w, b: F.layer_norm(x, (c,), w, b), params)
+    if name == "IN":
+        return (lambda x, w, b: NF.instance_norm(x, weight=w, bias=b),
+                lambda x, w, b: F.instance_norm(x, weight=w, bias=b), params)
+    if name == "GN":
+        return (lambda x, w, b: NF.group_norm(x, 32, w, b), lambda x, w, b: F.group_norm(x, 32, w, b), params)
+    if name == "LRN":
+        return (lambda x: NF.local_response_norm(x, 5, 1e-4, 0.75, 2.0),
+                lambda x: F.local_response_norm(x, 5, 1e-4, 0.75, 2.0), [])
+    raise ValueError(name)
+
+
+def forward(fn, x, params):
+    return fn(x, *params)
+
+
+def forward_backward(fn, x, params, grad):
+    y = fn(x, *params)
+    y.backward(grad)
+    x.grad = None
+    for p in params:
+        p.grad = None
+
+
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def measure(fn, x, params, grad, min_run_time: float, clock: str) -> dict[str, float]:
+    """Median seconds of forward and of forward+backward."""
+    out = {}
+    for label, stmt in (("forward", "forward(fn, x, params)"), ("forward+backward", "forward_backward(fn, x, params, grad)")):
+        timer = benchmark.Timer(
+            stmt=stmt,
+            globals={"forward": forward, "forward_backward": forward_backward, "fn": fn, "x": x, "params": params, "grad": grad},
+            num_threads=torch.get_num_threads(),
+            timer=CLOCKS[clock],
+        )
+        out[label] = timer.blocked_autorange(min_run_time=min_run_time).median
+    return out
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "logical cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu capability": torch.backends.cpu.get_cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", "(unset)"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def geomean(values) -> float:
+    values = list(values)
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, no torch.compile, under a minute")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time normlib under torch.compile (default: on, off with --quick)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier on a shared machine)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu: the process's CPU time (default; steady when other jobs share the cores, "
+                             "meaningful with 1 thread); wall: elapsed time")
+    parser.add_argument("--min-run-time", type=float, default=None, help="seconds per measurement")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/<full|quick>.json)")
+    args = parser.parse_args(argv)
+    use_compile = (not args.quick) if args.compile is None else args.compile
+    min_run_time = args.min_run_time or (0.3 if args.quick else 1.0)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if os.environ.get("ATEN_CPU_CAPABILITY"):
+        print(f"note: ATEN_CPU_CAPABILITY={os.environ['ATEN_CPU_CAPABILITY']} slows the native kernels; "
+              "`make bench` runs without it", file=sys.stderr)
+
+    rows = []
+    for name, (full, quick) in SHAPES.items():
+        shape = quick if args.quick else full
+        ours, theirs, params = make_case(name, shape)
+        x = torch.randn(shape).requires_grad_()
+        grad = torch.randn(shape)
+        row = {"layer": name, "shape": list(shape)}
+        row["normlib"] = measure(ours, x, params, grad, min_run_time, args.clock)
+        row["torch"] = measure(theirs, x, params, grad, min_run_time, args.clock)
+        if use_compile:
+            compiled = torch.compile(ours)
+            start = time.perf_counter()
+            forward_backward(compiled, x, params, grad)  # compiles forward and backward graphs
+            row["compile seconds"] = time.perf_counter() - start
+            row["normlib compiled"] = measure(compiled, x, params, grad, min_run_time, args.clock)
+        rows.append(row)
+        print(_format_row(row), flush=True)
+
+    summary = {}
+    for variant in ("normlib", "normlib compiled"):
+        if variant in rows[0]:
+            for mode in ("forward", "forward+backward"):
+                summary[f"{variant}/torch {mode}"] = geomean(r[variant][mode] / r["torch"][mode] for r in rows)
+    result = {"machine": machine(), "clock": args.clock, "quick": args.quick, "min_run_time": min_run_time, "rows": rows, "geomean": summary}
+    out = args.out or RESULTS / ("quick.json" if args.quick else "full.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"machine: {result['machine']['cpu']}, {result['machine']['torch threads']} threads, torch {torch.__version__}")
+    for key, value in summary.items():
+        print(f"geomean {key}: {value:.2f}x")
+    print(f"results written to {out}")
+    print(f"geomean normlib/torch forward+backward: {summary['normlib/torch forward+backward']:.2f}x")
+    return 0
+
+
+def _format_row(row) -> str:
+    def ms(seconds):
+        return f"{seconds * 1e3:8.2f}"
+    shape = "x".join(map(str, row["shape"]))
+    text = f"{row['layer']:4s} {shape:15s}"
+    for variant in ("normlib", "torch", "normlib compiled"):
+        if variant in row:
+            text += f" | {variant} fwd {ms(row[variant]['forward'])} f+b {ms(row[variant]['forward+backward'])} ms"
+    ratio = row["normlib"]["forward+backward"] / row["torch"]["forward+backward"]
+    return text + f" | eager/torch f+b {ratio:.2f}x"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
