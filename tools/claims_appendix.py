@@ -254,7 +254,7 @@ def render(ledger: Ledger) -> str:
         out += [
             "::::{list-table}",
             ":header-rows: 1",
-            ":widths: 14 64 22",
+            ":widths: 14 66 20",
             ":class: claims-table",
             "",
             "* - claim",

@@ -191,6 +191,13 @@ def test_internal_links_resolve(site, reports, base_url):
     assert not bad, f"broken internal links: {bad}"
 
 
+def test_every_page_is_in_the_navigation(reports, base_url):
+    start = reports["book/intro.html"]["links"]
+    linked = {urllib.parse.urlsplit(h).path.lstrip("/") for h in start if h.startswith(base_url + "/")}
+    missing = sorted(page for page in _book_pages(reports) if page != "book/intro.html" and page not in linked)
+    assert not missing, f"pages the navigation of the first page does not link to: {missing}"
+
+
 def test_displayed_equations_are_numbered_and_referenced(reports):
     unnumbered, targets, cited = {}, {}, set()
     for page, r in reports.items():
