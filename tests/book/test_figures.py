@@ -56,3 +56,9 @@ def test_notebooks_leave_the_figure_style_to_setup(nb_path):
             src = "".join(cell.get("source", ""))
             own += [f"cell {i}: {line.strip()}" for line in src.splitlines() if OWN_STYLE.search(line)]
     assert not own, f"{nb_path.name} sets its own figure style (normlib.notebook.setup() does that): {own}"
+
+
+@pytest.mark.parametrize("nb_path", [p for p in NOTEBOOKS if p.name[:2].isdigit()], ids=lambda p: p.name)
+def test_every_chapter_shows_a_figure(nb_path):
+    figures = sum(1 for cell in _cells(nb_path) for out in cell.get("outputs", []) if "image/png" in out.get("data", {}))
+    assert figures, f"{nb_path.name} has no figure among its stored outputs"
