@@ -237,16 +237,23 @@ def render(ledger: Ledger) -> str:
             ":::",
             "",
         ]
+    by_section: dict[str, list[Claim]] = collections.OrderedDict()
+    for claim in ledger.claims:
+        by_section.setdefault(claim.section, []).append(claim)
+    out += ["| part of the ledger | claims | holds | holds approximately | does not hold as written | not checked yet |",
+            "|---|--:|--:|--:|--:|--:|"]
+    for section, claims in by_section.items():
+        tally = collections.Counter(ledger.checks[c.id].status if ledger.is_checked(c.id) else None for c in claims)
+        out.append(f"| {{ref}}`{section[:1].upper()}{section[1:]} <{_slug(section)}>` | {len(claims)} | "
+                   + " | ".join(str(tally.get(v, 0)) for v in (*VERDICTS, None)) + " |")
+    out.append("")
     if ledger.sources:
         out += ["## The source notes", "", "| number | file | topic |", "|---|---|---|"]
         out += [f"| {num} | `{name}` | {topic} |" for num, (name, topic) in sorted(ledger.sources.items())]
         out += [""]
 
-    by_section: dict[str, list[Claim]] = collections.OrderedDict()
-    for claim in ledger.claims:
-        by_section.setdefault(claim.section, []).append(claim)
     for section, claims in by_section.items():
-        out += [f"## {section[:1].upper()}{section[1:]}", ""]
+        out += [f"({_slug(section)})=", f"## {section[:1].upper()}{section[1:]}", ""]
         notebooks = collections.Counter(ledger.checks[c.id].notebook for c in claims if c.id in ledger.checks)
         if notebooks:
             links = ", ".join(f"{{doc}}`{_docpath(nb)}`" for nb, _ in notebooks.most_common())
@@ -265,6 +272,10 @@ def render(ledger: Ledger) -> str:
             out += _row(ledger, claim)
         out += ["::::", ""]
     return "\n".join(out)
+
+
+def _slug(section: str) -> str:
+    return "claims-" + re.sub(r"[^a-z0-9]+", "-", section.lower()).strip("-")
 
 
 def _row(ledger: Ledger, claim: Claim) -> list[str]:
