@@ -95,7 +95,7 @@ def test_a_verdict_may_come_from_a_later_cell_that_also_names_the_claim(tmp_path
     ledger = _book(tmp_path, [
         _markdown("(claim-bn-1)="),
         _code("# claim: BN-1\nassert True\n", "a table\n"),
-        _code("# claim: BN-1\nassert True\n", "verdict BN-1: holds approximately | within 1e-3\n"),
+        _code("# claim: BN-1 (continued: the verdict)\nassert True\n", "verdict BN-1: holds approximately | within 1e-3\n"),
     ])
     assert ledger.is_checked("BN-1") and ledger.checks["BN-1"].status == "holds approximately"
 
