@@ -96,6 +96,11 @@ def reports(site, base_url, driver):
         report = driver.execute_async_script(COLLECT)
         report["console"] = [m for m in driver.get_log("browser") if m.get("level") == "SEVERE"]
         report["url"] = driver.current_url
+        if any(i["output"] for i in report.get("images", [])):
+            report["dark"] = driver.execute_async_script(DARK)  # the same page, switched to dark mode
+            if shots := os.environ.get("SCREENSHOT_DIR"):
+                pathlib.Path(shots).mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(str(pathlib.Path(shots) / (page.replace("/", "_") + "-dark.png")))
         out[page] = report
     return out
 
@@ -212,17 +217,13 @@ def test_displayed_equations_are_numbered_and_referenced(reports):
     assert not unreferenced, f"labelled equations that no page references with {{eq}}: {unreferenced}"
 
 
-def test_figures_stay_visible_in_dark_mode(site, base_url, driver, reports):
-    shots = os.environ.get("SCREENSHOT_DIR")
+def test_figures_stay_visible_in_dark_mode(reports):
     checked = 0
     for page, r in _book_pages(reports).items():
-        if not any(i["output"] for i in r["images"]):
+        if "dark" not in r:
             continue
-        driver.get(f"{base_url}/{page}")
-        driver.execute_async_script("const d = arguments[0]; MathJax?.startup?.promise ? MathJax.startup.promise.then(d) : d();")
-        dark = driver.execute_async_script(DARK)
-        assert dark["theme"] == "dark"
-        for img in dark["images"]:
+        assert r["dark"]["theme"] == "dark", page
+        for img in r["dark"]["images"]:
             checked += 1
             where = f"{page}: {img['src']}"
             assert img["display"] != "none" and img["visibility"] == "visible" and img["width"] > 50, where
@@ -230,9 +231,6 @@ def test_figures_stay_visible_in_dark_mode(site, base_url, driver, reports):
             # An opaque figure (white face colour, set by normlib.notebook.setup) keeps black axes and
             # labels readable on the dark page; a transparent one would show them on near-black.
             assert img["minAlpha"] == 255, f"{where}: transparent pixels, invisible on the dark background"
-        if shots:
-            pathlib.Path(shots).mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(pathlib.Path(shots) / (page.replace("/", "_") + "-dark.png")))
     if not checked:
         pytest.skip("no page has a figure yet")
 
