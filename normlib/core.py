@@ -143,7 +143,7 @@ class Standardize(torch.autograd.Function):
             # inv_std * (g - g_bar - x_hat * gx_bar), as two fused multiply-adds over x's size
             grad = torch.addcmul(-g_bar * inv_std, x_hat, -gx_bar * inv_std).addcmul_(grad_x_hat, inv_std)
         if grad_mean is not None:
-            grad = grad_mean / m if grad is None else grad + grad_mean / m
+            grad = (grad_mean / m).expand_as(x) if grad is None else grad + grad_mean / m
         if grad_var is not None:
             grad = 2 / m * grad_var * centred if grad is None else grad + 2 / m * grad_var * centred
         return grad, None, None
