@@ -235,6 +235,30 @@ def test_figures_stay_visible_in_dark_mode(reports):
         pytest.skip("no page has a figure yet")
 
 
+@pytest.mark.parametrize("width", [600, 1280], ids=["phone", "desktop"])
+def test_the_sidebar_button_opens_and_closes_the_navigation(base_url, driver, width):
+    from selenium.webdriver.common.by import By
+
+    size = driver.get_window_size()
+    driver.set_window_size(width, 900)
+    try:
+        driver.get(f"{base_url}/book/intro.html")
+        buttons = [b for b in driver.find_elements(By.CSS_SELECTOR, "button.primary-toggle") if b.is_displayed()]
+        assert buttons, f"no visible button for the table of contents at {width} px"
+        state = "return [document.getElementById('pst-primary-sidebar-modal')?.open ?? false," \
+                " document.getElementById('pst-primary-sidebar').classList.contains('pst-sidebar-hidden')]"
+        before = driver.execute_script(state)
+        buttons[0].click()
+        time.sleep(0.3)
+        after = driver.execute_script(state)
+        if width < 992:  # the theme opens the navigation in a modal dialog
+            assert after[0] and not before[0], f"the navigation did not open: {before} -> {after}"
+        else:  # and hides or shows the sidebar on a wide screen
+            assert after[1] != before[1], f"the sidebar did not toggle: {before} -> {after}"
+    finally:
+        driver.set_window_size(size["width"], size["height"])
+
+
 def test_search_finds_the_chapters(base_url, driver):
     driver.get(f"{base_url}/search.html?q=normalization")
     deadline = time.monotonic() + 20
