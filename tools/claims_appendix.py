@@ -2,7 +2,7 @@
 """The claims appendix: every claim of the ledger, the verdict its notebook measured, a link to the cell.
 
 The ledger is ``book/claims_ledger.md``, a verbatim copy of the project's shared ``claims.md``
-(``tests/test_claims.py`` checks that the copy is current when ``../shared/claims.md`` exists).
+(``tests/book/test_claims.py`` checks that the copy is current when ``../shared/claims.md`` exists).
 A *claim cell* is a code cell whose first line is ``# claim: BN-4`` (or ``# claim: GRP-5, GRP-10``;
 a cell tag ``claim:BN-4`` also counts). Its stored output holds one line per ID, printed by
 :func:`normlib.notebook.verdict`::
@@ -20,8 +20,8 @@ Two uses:
   that no cell checks yet is listed as *not checked* on the page; it does not break the build, so
   the site can be built while chapters are written.
 * a command: ``python tools/claims_appendix.py`` prints one line per claim and every problem;
-  ``--check`` exits with status 1 when any claim is unchecked or malformed (``tests/test_claims.py``
-  runs the same check, so ``make test`` fails on it).
+  ``--check`` exits with status 1 when any claim is unchecked or malformed
+  (``tests/book/test_claims.py`` makes the same check, so ``make test`` fails on it).
 """
 from __future__ import annotations
 
@@ -74,7 +74,6 @@ class Ledger:
     sources: dict[str, tuple[str, str]]  # "001" -> (file name, topic)
     checks: dict[str, Check]
     problems: dict[str, list[str]]  # claim ID (or "notebooks") -> what is wrong
-    titles: dict[pathlib.Path, str]  # notebook -> its first heading
 
     def verdict_counts(self) -> collections.Counter:
         return collections.Counter(self.checks[c.id].status for c in self.claims if self.is_checked(c.id))
@@ -122,27 +121,16 @@ def _stdout_lines(cell) -> list[str]:
     return lines
 
 
-def _title(nb: dict, fallback: str) -> str:
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "markdown":
-            for line in _source(cell).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return fallback
-
-
 def collect(book: pathlib.Path = BOOK, ledger: pathlib.Path = LEDGER) -> Ledger:
     """Read the ledger and every notebook of ``book``; never raises for a missing or broken claim."""
     claims, sources = read_ledger(ledger)
     known = {c.id for c in claims}
     checks: dict[str, Check] = {}
     problems: dict[str, list[str]] = collections.defaultdict(list)
-    titles: dict[pathlib.Path, str] = {}
 
     cells_of: dict[str, list[dict]] = collections.defaultdict(list)  # ID -> the cells that declare it
     for path in sorted(book.glob("*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
-        titles[path] = _title(nb, path.stem)
         cells = nb.get("cells", [])
         for i, cell in enumerate(cells):
             if cell.get("cell_type") != "code":
@@ -199,7 +187,7 @@ def collect(book: pathlib.Path = BOOK, ledger: pathlib.Path = LEDGER) -> Ledger:
             problems[cid].append(
                 f"the markdown cell before {first['where']} does not end with the target line `(claim-{cid.lower()})=`"
             )
-    return Ledger(claims, sources, checks, {k: v for k, v in problems.items() if v}, titles)
+    return Ledger(claims, sources, checks, {k: v for k, v in problems.items() if v})
 
 
 # ----------------------------------------------------------------------------------------- page
