@@ -16,6 +16,11 @@ notebook outputs): that setting switches off the vectorized CPU kernels, which s
 native kernels far more than normlib's composition of ops, and no one trains that way. The
 script records the setting it ran under, and the machine, in its JSON file.
 
+glibc's allocator returns large freed buffers to the system and page-faults them back in on
+the next allocation; a composition of many ops allocates more such buffers than a fused kernel,
+so it pays more. ``MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824`` (or
+jemalloc/tcmalloc, as PyTorch's CPU tuning guide advises) keeps them; the result file records it.
+
 The last line printed is ``geomean normlib/torch forward+backward: X.XXx`` (eager).
 """
 from __future__ import annotations
@@ -118,6 +123,7 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "cpu capability": torch.backends.cpu.get_cpu_capability(),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", "(unset)"),
+        "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "(unset: glibc default)"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 

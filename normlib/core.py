@@ -89,17 +89,11 @@ def moments(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
     >>> mean.item(), var.item()
     (2.5, 1.25)
     """
-    mean, var, _ = _moments_and_deviations(x, tuple(dims))
-    return mean, var
-
-
-def _moments_and_deviations(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`moments`, plus the deviations ``x - mean`` it computes on the way (for reuse)."""
+    dims = tuple(dims)
     mean = x.mean(dim=dims, keepdim=True)
     mean = mean + (x - mean).mean(dim=dims, keepdim=True)  # correct the first pass's rounding
-    deviations = x - mean
-    var = deviations.pow(2).mean(dim=dims, keepdim=True)
-    return mean, var, deviations
+    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
+    return mean, var
 
 
 class Standardize(torch.autograd.Function):
@@ -118,9 +112,16 @@ class Standardize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-        mean, var, deviations = _moments_and_deviations(x, dims)
+        # moments(x, dims) and (x - mean) * inv_std, op for op, in two buffers of x's size
+        # instead of five (on a CPU every fresh large buffer costs page faults)
+        mean = x.mean(dim=dims, keepdim=True)
+        deviations = x - mean
+        mean = mean + deviations.mean(dim=dims, keepdim=True)  # correct the first pass's rounding
+        torch.sub(x, mean, out=deviations)
+        x_hat = torch.pow(deviations, 2)
+        var = x_hat.mean(dim=dims, keepdim=True)
         inv_std = torch.rsqrt(var + eps)
-        x_hat = deviations.mul_(inv_std)  # (x - mean) * inv_std, in the deviations' memory
+        torch.mul(deviations, inv_std, out=x_hat)
         ctx.save_for_backward(x, mean, inv_std)
         ctx.dims, ctx.eps = dims, eps
         ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
@@ -140,8 +141,8 @@ class Standardize(torch.autograd.Function):
             x_hat = centred * inv_std
             g_bar = grad_x_hat.mean(dim=dims, keepdim=True)
             gx_bar = (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
-            # inv_std * (g - g_bar - x_hat * gx_bar), as two fused multiply-adds over x's size
-            grad = torch.addcmul(-g_bar * inv_std, x_hat, -gx_bar * inv_std).addcmul_(grad_x_hat, inv_std)
+            # inv_std * (g - g_bar - x_hat * gx_bar), in one buffer of x's size
+            grad = (x_hat * (-gx_bar * inv_std)).add_(-g_bar * inv_std).addcmul_(grad_x_hat, inv_std)
         if grad_mean is not None:
             grad = (grad_mean / m).expand_as(x) if grad is None else grad + grad_mean / m
         if grad_var is not None:
@@ -200,11 +201,12 @@ def affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None, channel_di
     """
     shape = [1] * x_hat.dim()
     shape[channel_dim] = -1
+    y = x_hat
     if weight is not None:
-        x_hat = x_hat * weight.reshape(shape)
+        y = x_hat * weight.reshape(shape)
     if bias is not None:
-        x_hat = x_hat + bias.reshape(shape)
-    return x_hat
+        y = y + bias.reshape(shape) if y is x_hat else y.add_(bias.reshape(shape))  # in place on our own buffer
+    return y
 
 
 # ---------------------------------------------------------------------------------------------

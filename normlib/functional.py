@@ -148,11 +148,12 @@ def layer_norm(
         if t is not None and tuple(t.shape) != normalized_shape:
             raise ValueError(f"{name} must have shape {normalized_shape}, got {tuple(t.shape)}")
     x_hat = normalize(input, tuple(range(input.dim() - k, input.dim())), eps)
+    y = x_hat
     if weight is not None:
-        x_hat = x_hat * weight
+        y = x_hat * weight
     if bias is not None:
-        x_hat = x_hat + bias
-    return x_hat
+        y = y + bias if y is x_hat else y.add_(bias)  # in place on our own buffer
+    return y
 
 
 def instance_norm(
