@@ -37,6 +37,10 @@ const done = arguments[arguments.length - 1];
   r.untypeset = [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container'))
       .map(e => e.textContent.trim().slice(0, 80));
   r.merrors = [...document.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent);
+  // MathJax shows an undefined macro (a typo such as \epsilom) as red text, not as an error.
+  r.undefined = [...document.querySelectorAll('mjx-container mtext')].map(e => e.textContent)
+      .filter(t => t.startsWith('\\'))
+      .concat([...document.querySelectorAll('mjx-container mjx-mtext[style*="color: red"]')].map(e => 'red text'));
   const clone = document.body.cloneNode(true);
   clone.querySelectorAll('pre, code, script, style, textarea, mjx-container, mjx-assistive-mml, .highlight')
       .forEach(e => e.remove());
@@ -128,6 +132,7 @@ def test_mathjax_typesets_every_formula_without_errors(reports):
         assert r["mathjax"].startswith("3."), f"{page}: MathJax {r['mathjax']}, expected the bundled 3.x"
         assert not r["untypeset"], f"{page}: formulas MathJax did not typeset: {r['untypeset'][:5]}"
         assert not r["merrors"], f"{page}: MathJax errors: {r['merrors'][:5]}"
+        assert not r["undefined"], f"{page}: undefined TeX macros: {r['undefined'][:5]}"
 
 
 def test_no_raw_tex_is_left_in_the_text(reports):
@@ -293,7 +298,7 @@ def test_the_site_reads_from_disk_without_a_server(site, driver):
         driver.get((site / page).resolve().as_uri())
         r = driver.execute_async_script(COLLECT)
         console = [m["message"] for m in driver.get_log("browser") if m.get("level") == "SEVERE"]
-        problems = console + [f"not typeset: {t}" for t in r.get("untypeset", [])] + r.get("merrors", [])
+        problems = console + [f"not typeset: {t}" for t in r.get("untypeset", [])] + r.get("merrors", []) + r.get("undefined", [])
         problems += [f"image not loaded: {i['src']}" for i in r.get("images", []) if not i["width"]]
         if r.get("math") and not r.get("mathjax"):
             problems.append("MathJax did not start")
