@@ -52,6 +52,8 @@ const done = arguments[arguments.length - 1];
   r.equations = [...document.querySelectorAll('div.math')].map(d => ({id: d.id, numbered: !!d.querySelector('.eqno'),
                                                                      text: d.textContent.trim().slice(0, 60)}));
   r.title = document.title;
+  r.stderr = [...document.querySelectorAll('.cell_output .stderr, .cell_output .traceback, .cell_output .error')]
+      .map(e => e.textContent.trim().slice(0, 120));
   done(r);
 })().catch(e => done({error: String(e && e.stack || e)}));
 """
@@ -142,6 +144,11 @@ def test_no_raw_tex_is_left_in_the_text(reports):
         if hits:
             bad[page] = hits[:5]
     assert not bad, f"raw TeX in the visible text (outside code): {bad}"
+
+
+def test_no_cell_shows_a_warning_or_an_error(reports):
+    bad = {page: r["stderr"] for page, r in reports.items() if r["stderr"]}
+    assert not bad, f"cells whose stored output shows stderr or a traceback: {bad}"
 
 
 def test_every_image_loads(reports):
