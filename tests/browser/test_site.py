@@ -19,6 +19,8 @@ import urllib.parse
 
 import pytest
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
 COLLECT = r"""
 const done = arguments[arguments.length - 1];
 (async () => {
@@ -100,6 +102,8 @@ def reports(site, base_url, driver):
         driver.get_log("browser")  # drop messages of the previous page
         driver.get(f"{base_url}/{page}")
         report = driver.execute_async_script(COLLECT)
+        if "error" in report:
+            pytest.fail(f"{page}: the page script failed: {report['error']}")
         report["console"] = [m for m in driver.get_log("browser") if m.get("level") == "SEVERE"]
         report["url"] = driver.current_url
         if any(i["output"] for i in report.get("images", [])):
@@ -115,10 +119,12 @@ def _book_pages(reports):
     return {page: r for page, r in reports.items() if page.startswith("book/")}
 
 
-def test_every_book_page_is_opened(site, reports):
-    assert len(_book_pages(reports)) >= 3, f"only {sorted(reports)} found in {site}"
-    for page, report in reports.items():
-        assert "error" not in report, f"{page}: the page script failed: {report['error']}"
+def test_every_page_of_the_table_of_contents_is_opened(site, reports):
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    files = re.findall(r"^\s*(?:-\s*)?(?:file|root):\s*(\S+)\s*$", toc, re.M)
+    assert len(files) >= 3, f"no pages found in _toc.yml: {files}"
+    missing = [f for f in files if f"{f}.html" not in reports]
+    assert not missing, f"pages of _toc.yml not in the built site {site}: {missing}"
 
 
 def test_pages_log_no_errors_in_the_console(reports):
