@@ -132,21 +132,24 @@ class Standardize(torch.autograd.Function):
         x, mean, inv_std = ctx.saved_tensors
         dims = ctx.dims
         m = x.numel() // mean.numel()  # |S_k|
-        if torch.is_grad_enabled():  # create_graph: rebuild the statistics differentiably from x
+        create_graph = torch.is_grad_enabled()  # a second derivative will be taken
+        if create_graph:  # rebuild the statistics from x with differentiable operations
             mean, var = moments(x, dims)
             inv_std = torch.rsqrt(var + ctx.eps)
-        centred = x - mean
+        # without a graph to keep, each full-size result overwrites its own temporary
+        x_hat = (x - mean) * inv_std if create_graph else (x - mean).mul_(inv_std)
         grad = None
         if grad_x_hat is not None:
-            x_hat = centred * inv_std
             g_bar = grad_x_hat.mean(dim=dims, keepdim=True)
             gx_bar = (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
-            # inv_std * (g - g_bar - x_hat * gx_bar), in one buffer of x's size
-            grad = (x_hat * (-gx_bar * inv_std)).add_(-g_bar * inv_std).addcmul_(grad_x_hat, inv_std)
+            # inv_std * (g - g_bar - x_hat * gx_bar)
+            grad = x_hat * (-gx_bar * inv_std) if create_graph else x_hat.mul_(-gx_bar * inv_std)
+            grad = grad.add_(-g_bar * inv_std).addcmul_(grad_x_hat, inv_std)
         if grad_mean is not None:
             grad = (grad_mean / m).expand_as(x) if grad is None else grad + grad_mean / m
         if grad_var is not None:
-            grad = 2 / m * grad_var * centred if grad is None else grad + 2 / m * grad_var * centred
+            grad_from_var = 2 / m * grad_var * (x - mean)
+            grad = grad_from_var if grad is None else grad + grad_from_var
         return grad, None, None
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "LocalResponseNorm",
     "WeightNorm",
     "weight_norm",
+    "SyncBatchNorm",
 ]
 
 
@@ -407,3 +408,8 @@ def weight_norm(module: nn.Module, name: str = "weight", dim: int | None = 0) ->
     """
     parametrize.register_parametrization(module, name, WeightNorm(dim), unsafe=True)
     return module
+
+
+# Batch norm over the batches of all processes (torch.distributed); it lives in normlib.distributed
+# and builds on _BatchNorm above, so it is imported last.
+from normlib.distributed import SyncBatchNorm  # noqa: E402

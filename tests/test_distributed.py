@@ -79,3 +79,9 @@ def _one_process_is_late(rank, world_size):
 def test_a_process_that_never_arrives_gives_a_timeout_error_not_a_hang():
     with pytest.raises(RuntimeError, match=r"process 0: RuntimeError: SyncBatchNorm: exchanging .* within the process group.s timeout"):
         launch(_one_process_is_late, 2, timeout=2.0)
+
+
+def test_it_is_importable_next_to_the_other_modules_as_normlib_nn_sync_batch_norm():
+    import normlib.nn
+
+    assert normlib.nn.SyncBatchNorm is SyncBatchNorm
