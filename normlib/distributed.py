@@ -140,9 +140,9 @@ class SyncBatchNorm(_BatchNorm):
             self._check_same_channels_everywhere()
         momentum = self._momentum_for_this_step()
         mean, var, count = self._global_moments(input)
-        if self.training and self.track_running_stats:
-            if count <= 1:
-                raise ValueError(f"SyncBatchNorm in training needs more than 1 value per channel, got {count}")
+        if count <= 1:
+            raise ValueError(f"SyncBatchNorm in training needs more than 1 value per channel over all processes, got {count}")
+        if self.track_running_stats:
             NF._update_running(self.running_mean, mean.flatten(), momentum)
             NF._update_running(self.running_var, var.flatten() * count / (count - 1), momentum)
         x_hat = normalize(input, reduce_dims("batch", input.dim()), self.eps, mean, var)
@@ -152,8 +152,11 @@ class SyncBatchNorm(_BatchNorm):
         """Global per-channel mean and biased variance (shaped like ``input``'s), and the count."""
         dims = reduce_dims("batch", input.dim())
         n_p = input.numel() // input.shape[1]
-        mean_p, var_p = moments(input, dims)  # (1, C, 1, ...) each, two-pass
-        mean_p, m2_p = mean_p.flatten(), var_p.flatten() * n_p
+        if n_p > 0:
+            mean_p, var_p = moments(input, dims)  # (1, C, 1, ...) each, two-pass
+            mean_p, m2_p = mean_p.flatten(), var_p.flatten() * n_p
+        else:  # an empty slice contributes nothing (and its moments would be NaN)
+            mean_p = m2_p = input.new_zeros(self.num_features) + 0 * input.sum()
         # Every process writes its (n_p, mu_p, M_p) into its own row; summing the rows over
         # processes gathers them all, and the sum's backward sends each row's gradient home.
         world, rank = self._world_size(), dist.get_rank(self.process_group)
@@ -326,7 +329,8 @@ def compare_with_single_process(
             ("running stats", torch.cat([sync.running_mean, sync.running_var]),
              torch.cat([reference.running_mean, reference.running_var])),
         ):
-            worst[key] = max(worst[key], (ours - theirs).abs().max().item())
+            if ours.numel():  # an empty slice has no output to compare
+                worst[key] = max(worst[key], (ours - theirs).abs().max().item())
         for m in (sync, reference):
             m.weight.grad = m.bias.grad = None
     return worst

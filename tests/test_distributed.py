@@ -13,7 +13,7 @@ from normlib.distributed import SyncBatchNorm, compare_with_single_process, laun
 TIMEOUT = 10.0  # seconds a collective may wait for a peer
 
 
-@pytest.mark.parametrize("batch_sizes", [[3, 5], [2, 4, 3]], ids=["2 processes", "3 processes"])
+@pytest.mark.parametrize("batch_sizes", [[3, 5], [2, 4, 3], [0, 4]], ids=["2 processes", "3 processes", "an empty slice"])
 def test_sync_batch_norm_equals_batch_norm_over_the_concatenated_batch(batch_sizes):
     results = launch(compare_with_single_process, len(batch_sizes), batch_sizes, (4, 3, 3), 3, 0, timeout=TIMEOUT)
     for rank, worst in enumerate(results):
