@@ -17,12 +17,21 @@ export PYTHONHASHSEED := 0
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 120
 
-.PHONY: book test setup test-lib test-notebooks test-build test-browser test-content outputs lab bench clean
+.PHONY: book test setup browser-deps test-lib test-notebooks test-build test-browser test-content outputs lab bench clean
 
 book: setup
 	$(JB) build . --builder html
 
-test: setup test-lib test-notebooks test-build test-browser test-content
+test: setup browser-deps test-lib test-notebooks test-build test-browser test-content
+
+# Debian's Chromium and ChromeDriver for the browser test (never a browser downloaded by a test
+# tool): installed when missing, with apt-get as root or through sudo.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	    SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+	    $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 setup: $(VENV)/.installed
 
