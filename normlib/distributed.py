@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from normlib import functional as NF
-from normlib.core import affine, check_floating, moments, normalize, reduce_dims
+from normlib.core import affine, moments, normalize, reduce_dims
 from normlib.nn import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm
 
 __all__ = ["SyncBatchNorm", "all_reduce_sum", "launch", "compare_with_single_process"]
@@ -129,13 +129,7 @@ class SyncBatchNorm(_BatchNorm):
     def forward(self, input: Tensor) -> Tensor:
         if not self.training or self._world_size() == 1:
             return super().forward(input)
-        check_floating(input)
         self._check_input(input)
-        if input.shape[1] != self.num_features:
-            raise ValueError(
-                f"SyncBatchNorm({self.num_features}) expects {self.num_features} channels "
-                f"(dimension 1), got input of shape {tuple(input.shape)}"
-            )
         if not self._channels_checked:
             self._check_same_channels_everywhere()
         momentum = self._momentum_for_this_step()

@@ -77,11 +77,18 @@ class _NormBase(nn.Module):
             self.running_var.fill_(1)
             self.num_batches_tracked.zero_()
 
-    def _check_input(self, input: Tensor) -> None:
+    def _check_input(self, input: Tensor, channel_dim: int = 1) -> None:
+        """A floating-point input with an accepted number of dimensions and ``num_features`` channels."""
+        check_floating(input)
         if input.dim() not in self._accepted_dims:
             raise ValueError(
                 f"{type(self).__name__} expects a {' or '.join(f'{d}-D' for d in self._accepted_dims)} input, "
                 f"got {input.dim()}-D shape {tuple(input.shape)}"
+            )
+        if input.shape[channel_dim] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) expects {self.num_features} channels "
+                f"(dimension {channel_dim}), got input of shape {tuple(input.shape)}"
             )
 
     def _momentum_for_this_step(self) -> float:
@@ -110,13 +117,7 @@ class _BatchNorm(_NormBase):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        check_floating(input)
         self._check_input(input)
-        if input.shape[1] != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}({self.num_features}) expects {self.num_features} channels "
-                f"(dimension 1), got input of shape {tuple(input.shape)}"
-            )
         momentum = self._momentum_for_this_step()
         use_batch_stats = self.training or self.running_mean is None
         return NF.batch_norm(
@@ -197,16 +198,10 @@ class _InstanceNorm(_NormBase):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
-        check_floating(input)
-        self._check_input(input)
         unbatched = input.dim() == min(self._accepted_dims)
+        self._check_input(input, channel_dim=0 if unbatched else 1)
         if unbatched:
             input = input.unsqueeze(0)
-        if input.shape[1] != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}({self.num_features}) expects {self.num_features} channels, "
-                f"got input of shape {tuple(input.shape)}"
-            )
         momentum = self._momentum_for_this_step() if self.track_running_stats else 0.0
         out = NF.instance_norm(
             input,

@@ -38,7 +38,9 @@ BOOK = ROOT / "book"
 PAGE = "book/claims"  # the Sphinx docname of the appendix page
 MARKER = "% GENERATED: claims ledger"
 
-VERDICTS = ("holds", "holds approximately", "does not hold as written")
+sys.path.insert(0, str(ROOT))
+from normlib.notebook import VERDICTS  # noqa: E402  (the statuses the claim cells may print)
+
 ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|(.*)\|\s*$")
 SECTION = re.compile(r"^##\s+(?:Chapter:\s*)?(.+?)\s*$")
 SOURCE_FILE = re.compile(r"`(\d{3})`\s*=\s*(\S+?\.txt)\s*\(([^)]*)\)")
