@@ -79,22 +79,21 @@ def make_case(name: str, shape: tuple[int, ...]):
 
 
 def composite(name: str, shape: tuple[int, ...]):
-    """The same layer as normlib's forward formula, op for op, but differentiated by autograd
-    through every intermediate: the library as it was before its closed-form backward."""
-    from normlib.core import affine, moments
+    """The same layer as normlib's formula, op for op (:func:`normlib.core.composite`), but
+    differentiated by autograd through every intermediate: normlib without its closed-form backward."""
+    from normlib.core import composite as formula
 
-    def standardized(x, dims, eps=1e-5):
-        mean, var = moments(x, dims)
-        return (x - mean) * torch.rsqrt(var + eps)
-
+    channel = (1, shape[1]) + (1,) * (len(shape) - 2)
     if name == "BN":
-        return lambda x, w, b: affine(standardized(x, (0, 2, 3)), w, b)
+        return lambda x, w, b: formula(x, (0, 2, 3), 1e-5, w.reshape(channel), b.reshape(channel))[0]
     if name == "IN":
-        return lambda x, w, b: affine(standardized(x, (2, 3)), w, b)
+        return lambda x, w, b: formula(x, (2, 3), 1e-5, w.reshape(channel), b.reshape(channel))[0]
     if name == "GN":
-        return lambda x, w, b: affine(standardized(x.reshape(x.shape[0], 32, -1), (2,)).reshape(x.shape), w, b)
+        grouped = (shape[0], 32, shape[1] // 32, -1)
+        return lambda x, w, b: formula(x.reshape(grouped), (2, 3), 1e-5, w.reshape(1, 32, -1, 1),
+                                       b.reshape(1, 32, -1, 1))[0].reshape(x.shape)
     if name == "LN":
-        return lambda x, w, b: standardized(x, (x.dim() - 1,)) * w + b
+        return lambda x, w, b: formula(x, (x.dim() - 1,), 1e-5, w, b)[0]
     return None  # LRN has no statistics: nothing changed
 
 

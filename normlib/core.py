@@ -22,23 +22,25 @@ group norm     ``C / G`` channels and spatial      (sample, group)
 =============  ==================================  ===========================================
 
 :data:`REDUCTION_AXES` states this table in code, and :func:`reduce_dims` turns it into the
-dimensions that :func:`normalize` reduces over; ``normlib.functional`` uses nothing else.
+dimensions that :func:`standardize` reduces over; ``normlib.functional`` uses nothing else.
 
-The forward pass is the formula above, op for op. The backward pass is not left to autograd
-(which would keep every intermediate of the formula and walk back through each): it is the
-compact closed form that :mod:`normlib.grad` derives,
+The formula above, op for op, is :func:`composite`. What the layers run is :class:`Standardize`,
+a ``torch.autograd.Function`` that computes the same values in one buffer of the input's size,
+and whose backward is not left to autograd (which would keep every intermediate of the formula
+and walk back through each) but is the compact closed form that :mod:`normlib.grad` derives,
 
 .. math::
 
     \frac{\partial L}{\partial x_i} = \frac{1}{\sqrt{\sigma_k^2 + \epsilon}}
     \Big(g_i - \overline{g} - \hat x_i \, \overline{g \hat x}\Big), \qquad
-    g = \frac{\partial L}{\partial \hat x},
+    g = \gamma \frac{\partial L}{\partial y},
 
-with the bars averages over :math:`S_k`, wrapped in a ``torch.autograd.Function``
-(:class:`Standardize`). It is what makes normlib's eager backward about as fast as PyTorch's.
+with the bars averages over :math:`S_k`. That is what brings normlib's eager speed close to
+PyTorch's native kernels (the book's performance chapter has the measurements).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -57,18 +59,18 @@ REDUCTION_AXES: dict[str, tuple[str, ...]] = {
 def reduce_dims(method: str, ndim: int) -> tuple[int, ...]:
     """The dimensions of an ``ndim``-dimensional ``(N, C, *spatial)`` tensor that ``method`` reduces.
 
-    For group norm the tensor is first viewed as ``(N, G, C // G * prod(spatial))``, so the
-    answer is given for that 3-dimensional view.
+    For group norm the tensor is first viewed as ``(N, G, C // G, ...)``, with the channels of
+    one group on an axis of their own, and every axis after ``G`` is reduced.
 
     >>> reduce_dims("batch", 4), reduce_dims("layer", 4), reduce_dims("instance", 4)
     ((0, 2, 3), (1, 2, 3), (2, 3))
-    >>> reduce_dims("group", 3)
-    (2,)
+    >>> reduce_dims("group", 4)  # of the (N, G, C // G, H * W) view
+    (2, 3)
     """
     if method not in REDUCTION_AXES:
         raise ValueError(f"method must be one of {sorted(REDUCTION_AXES)}, got {method!r}")
     if method == "group":
-        return (2,)
+        return tuple(range(2, ndim))
     spatial = tuple(range(2, ndim))
     named = {"N": (0,), "C": (1,), "spatial": spatial}
     return tuple(sorted(d for axis in REDUCTION_AXES[method] for d in named[axis]))
@@ -96,81 +98,175 @@ def moments(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
     return mean, var
 
 
+def _trailing_split(dims: tuple[int, ...], ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``dims`` split into the run that ends at the last dimension (contiguous in memory) and the rest."""
+    inner = []
+    while ndim - 1 - len(inner) in dims:
+        inner.insert(0, ndim - 1 - len(inner))
+    return tuple(inner), tuple(d for d in dims if d not in inner)
+
+
+def _sum(t: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """``t`` summed over ``dims`` (kept as size-1 dimensions); ``t`` itself when there are none."""
+    return t.sum(dim=dims, keepdim=True) if dims else t
+
+
+def _mean_square(y: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Mean of ``y**2`` over ``dims`` without a buffer of ``y``'s size where that is possible.
+
+    ``vector_norm`` reads ``y`` once over contiguous trailing dimensions; the norm is scaled
+    before it is squared, so a float16 sum of squares cannot overflow.
+    """
+    inner, outer = _trailing_split(dims, y.dim())
+    if not inner:
+        return y.square().mean(dim=dims, keepdim=True)
+    n = math.prod(y.shape[d] for d in inner)
+    ms = torch.linalg.vector_norm(y, dim=inner, keepdim=True).mul_(n**-0.5).square_()
+    return ms.mean(dim=outer, keepdim=True) if outer else ms
+
+
+def _sum_times(t: Tensor, weight: Tensor | None, dims: tuple[int, ...]) -> Tensor:
+    """``(t * weight)`` summed over ``dims``; a matrix-vector product when ``weight`` spans exactly
+    the trailing ``dims`` of ``t`` (layer norm), which reads ``t`` once and writes nothing of its size."""
+    if weight is None:
+        return _sum(t, dims)
+    inner, outer = _trailing_split(dims, t.dim())
+    k = len(inner)
+    if dims and not outer and weight.numel() == math.prod(t.shape[t.dim() - k:]) < t.numel():
+        return (t.reshape(-1, weight.numel()) @ weight.reshape(-1)).reshape(t.shape[: t.dim() - k] + (1,) * k)
+    return _sum(t * weight, dims)
+
+
+def composite(x: Tensor, dims: tuple[int, ...], eps: float, weight: Tensor | None = None, bias: Tensor | None = None):
+    r"""``(y, mean, var)`` by the formula, op for op: :func:`moments`, :math:`(x - \mu)/\sqrt{\sigma^2+\epsilon}`,
+    then :math:`\gamma \hat x + \beta`. Autograd differentiates it through every intermediate.
+    :class:`Standardize` computes the same values with fewer passes over memory.
+
+    Under ``torch.compile`` the statistics are ``torch.var_mean``, which the compiler turns into
+    one loop of Welford's update (as robust to a large mean as two passes); in eager mode that
+    kernel is slow on a CPU for these layouts, so :func:`moments` is used there."""
+    if torch.compiler.is_compiling():
+        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+    else:
+        mean, var = moments(x, dims)
+    y = (x - mean) * torch.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y, mean, var
+
+
 class Standardize(torch.autograd.Function):
-    r"""``x_hat, mean, var`` of ``x`` over ``dims``, with the compact backward of the module docstring.
+    r"""``(y, mean, var)``: :math:`y = \gamma \hat x + \beta` with the statistics of ``x`` over ``dims``.
 
-    Forward: :func:`moments`, then :math:`(x - \mu) / \sqrt{\sigma^2 + \epsilon}`, exactly the
-    composite formula. Backward: the closed form for :math:`\hat x`, plus the (rarely used)
-    gradients through the returned ``mean`` (:math:`1/m`) and ``var``
-    (:math:`2 (x_i - \mu) / m`). Only ``x``, ``mean`` and :math:`1/\sqrt{\sigma^2+\epsilon}` are
-    kept for the backward, against five intermediates of the size of ``x`` for autograd.
+    ``weight`` (:math:`\gamma`) and ``bias`` (:math:`\beta`) are ``None`` or broadcast against ``x``
+    (e.g. ``(1, C, 1, 1)`` for one value per channel); the dimensions where they have size 1 are
+    the ones their gradients sum over. The values are :func:`composite`'s, computed with the
+    fewest passes over memory that plain tensor operations allow:
 
-    A second derivative (``create_graph=True``, e.g. ``gradgradcheck``) works too: then the
-    backward recomputes the statistics from ``x`` with ordinary differentiable operations, so
-    autograd can differentiate the closed form itself.
+    - forward: the mean, one buffer :math:`x - \mu_0`, the first pass's rounding
+      :math:`c` (the mean of that buffer) and the mean square of it, so that
+      :math:`\sigma^2 = \overline{(x - \mu_0)^2} - c^2` and :math:`\mu = \mu_0 + c` (the same
+      two-pass statistics as :func:`moments`); then, in place on the buffer, subtract
+      :math:`c`, scale by :math:`1/\sqrt{\sigma^2+\epsilon}`, by :math:`\gamma`, add :math:`\beta`.
+    - backward: the closed form of the module docstring with :math:`g = \gamma\,\partial L/\partial y`,
+      plus :math:`\partial L/\partial\gamma = \sum g_y \hat x` and :math:`\partial L/\partial\beta = \sum g_y`,
+      in one new buffer: :math:`g_y \hat x` is formed there, summed, and the buffer is then
+      refilled with :math:`x - \mu` and turned into :math:`\partial L/\partial x` in place.
+
+    Only ``x``, ``weight``, ``mean`` and :math:`1/\sqrt{\sigma^2+\epsilon}` are kept for the backward.
+    Gradients through the returned ``mean`` and ``var``, and second derivatives
+    (``create_graph=True``), are rare; for them the backward differentiates :func:`composite`
+    with autograd instead.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-        # moments(x, dims) and (x - mean) * inv_std, op for op, in two buffers of x's size
-        # instead of five (on a CPU every fresh large buffer costs page faults)
+    def forward(ctx, x, weight, bias, dims: tuple[int, ...], eps: float):
+        m = math.prod(x.shape[d] for d in dims)  # |S_k|
         mean = x.mean(dim=dims, keepdim=True)
-        deviations = x - mean
-        mean = mean + deviations.mean(dim=dims, keepdim=True)  # correct the first pass's rounding
-        torch.sub(x, mean, out=deviations)
-        x_hat = torch.pow(deviations, 2)
-        var = x_hat.mean(dim=dims, keepdim=True)
+        y = x - mean  # the output's buffer
+        c = y.mean(dim=dims, keepdim=True)  # the first pass's rounding, small
+        var = _mean_square(y, dims).sub_(c * c).clamp_min_(0)
+        mean = mean.add_(c)
         inv_std = torch.rsqrt(var + eps)
-        torch.mul(deviations, inv_std, out=x_hat)
-        ctx.save_for_backward(x, mean, inv_std)
-        ctx.dims, ctx.eps = dims, eps
+        y.sub_(c).mul_(inv_std)
+        if weight is not None:
+            y.mul_(weight)
+        if bias is not None:
+            y.add_(bias)
+        ctx.save_for_backward(x, weight, bias, mean, inv_std)
+        ctx.dims, ctx.eps, ctx.m = dims, eps, m
+        params = weight if weight is not None else bias
+        if params is None:  # no affine step: nothing to sum for it
+            ctx.param_dims = dims
+        else:  # the dimensions along which weight and bias are constant: their gradients sum over these
+            shape = (1,) * (x.dim() - params.dim()) + tuple(params.shape)
+            ctx.param_dims = tuple(d for d in range(x.dim()) if shape[d] == 1)
         ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
-        return x_hat, mean, var
+        return y, mean, var
 
     @staticmethod
-    def backward(ctx, grad_x_hat: Tensor | None, grad_mean: Tensor | None, grad_var: Tensor | None):
-        x, mean, inv_std = ctx.saved_tensors
-        dims = ctx.dims
-        m = x.numel() // mean.numel()  # |S_k|
-        create_graph = torch.is_grad_enabled()  # a second derivative will be taken
-        if create_graph:  # rebuild the statistics from x with differentiable operations
-            mean, var = moments(x, dims)
-            inv_std = torch.rsqrt(var + ctx.eps)
-        # without a graph to keep, each full-size result overwrites its own temporary
-        x_hat = (x - mean) * inv_std if create_graph else (x - mean).mul_(inv_std)
-        grad = None
-        if grad_x_hat is not None:
-            g_bar = grad_x_hat.mean(dim=dims, keepdim=True)
-            gx_bar = (grad_x_hat * x_hat).mean(dim=dims, keepdim=True)
-            # inv_std * (g - g_bar - x_hat * gx_bar)
-            grad = x_hat * (-gx_bar * inv_std) if create_graph else x_hat.mul_(-gx_bar * inv_std)
-            grad = grad.add_(-g_bar * inv_std).addcmul_(grad_x_hat, inv_std)
-        if grad_mean is not None:
-            grad = (grad_mean / m).expand_as(x) if grad is None else grad + grad_mean / m
-        if grad_var is not None:
-            grad_from_var = 2 / m * grad_var * (x - mean)
-            grad = grad_from_var if grad is None else grad + grad_from_var
-        return grad, None, None
+    def backward(ctx, grad_y, grad_mean, grad_var):
+        x, weight, bias, mean, inv_std = ctx.saved_tensors
+        if grad_mean is not None or grad_var is not None or torch.is_grad_enabled() or grad_y is None:
+            return Standardize._composite_backward(ctx, grad_y, grad_mean, grad_var)
+        dims, m = ctx.dims, ctx.m
+        shared = tuple(d for d in dims if d in ctx.param_dims)  # S_k and one parameter value in common
+        over_params = tuple(d for d in ctx.param_dims if d not in shared)
+        over_stats = tuple(d for d in dims if d not in shared)
+        buffer = (x - mean).mul_(inv_std).mul_(grad_y)  # g_y * x_hat: the one new buffer
+        sum_gx = _sum(buffer, shared)
+        grad_weight = _sum(sum_gx, over_params).reshape(weight.shape) if ctx.needs_input_grad[1] else None
+        gx_bar = _sum_times(sum_gx, weight, over_stats) / m  # mean of g * x_hat, with g = weight * grad_y
+        sum_g = _sum(grad_y, shared)
+        grad_bias = _sum(sum_g, over_params).reshape(bias.shape) if ctx.needs_input_grad[2] else None
+        g_bar = _sum_times(sum_g, weight, over_stats) / m  # mean of g
+        del sum_gx
+        # inv_std * (g - g_bar - x_hat * gx_bar), with x_hat = (x - mean) * inv_std, in the same buffer
+        grad_x = torch.sub(x, mean, out=buffer).mul_(-gx_bar * inv_std).sub_(g_bar)
+        grad_x = grad_x.add_(grad_y) if weight is None else grad_x.addcmul_(grad_y, weight)
+        return grad_x.mul_(inv_std), grad_weight, grad_bias, None, None
+
+    @staticmethod
+    def _composite_backward(ctx, grad_y, grad_mean, grad_var):
+        x, weight, bias, _, _ = ctx.saved_tensors
+        create_graph = torch.is_grad_enabled()
+        inputs = [t if create_graph or t is None else t.detach().requires_grad_(need)
+                  for t, need in zip((x, weight, bias), ctx.needs_input_grad)]
+        with torch.enable_grad():
+            outputs = composite(inputs[0], ctx.dims, ctx.eps, inputs[1], inputs[2])
+        pairs = [(o, g) for o, g in zip(outputs, (grad_y, grad_mean, grad_var)) if g is not None]
+        wanted = [t for t, need in zip(inputs, ctx.needs_input_grad) if need]
+        grads = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                         create_graph=create_graph, allow_unused=True, materialize_grads=True))
+        return tuple(next(grads) if need else None for need in ctx.needs_input_grad[:3]) + (None, None)
 
 
-def standardize(x: Tensor, dims: Sequence[int], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    r""":math:`\hat x` with the batch statistics of ``x`` over ``dims``, and those statistics.
+def standardize(
+    x: Tensor,
+    dims: Sequence[int],
+    eps: float,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r""":math:`\gamma \hat x + \beta` with the batch statistics of ``x`` over ``dims``, and those statistics.
 
-    Returns ``(x_hat, mean, var)`` (``mean`` and the biased ``var`` as size-1 dimensions), so a
+    Returns ``(y, mean, var)`` (``mean`` and the biased ``var`` as size-1 dimensions), so a
     caller that keeps running statistics (batch norm, instance norm) gets them without a second
-    pass. The backward is :class:`Standardize`'s closed form.
+    pass. ``weight`` and ``bias`` are ``None`` (then ``y`` is :math:`\hat x`) or broadcast
+    against ``x``. The work is :class:`Standardize`'s (the closed-form backward); under
+    ``torch.compile`` it is :func:`composite`, whose graph the compiler fuses itself.
 
     >>> x = torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=torch.float64)
-    >>> x_hat, mean, var = standardize(x, dims=(1,), eps=0.0)
-    >>> x_hat, mean.flatten(), var.flatten()
-    (tensor([[-1.,  1.],
-            [-1.,  1.]], dtype=torch.float64), tensor([2., 6.], dtype=torch.float64), tensor([1., 1.], dtype=torch.float64))
+    >>> y, mean, var = standardize(x, dims=(1,), eps=0.0)
+    >>> [t.flatten().round(decimals=12).tolist() for t in (y, mean, var)]
+    [[-1.0, 1.0, -1.0, 1.0], [2.0, 6.0], [1.0, 1.0]]
     """
-    dims = tuple(d % x.dim() for d in dims)
-    if x.is_complex():  # the closed form is for real inputs; let autograd handle the rest
-        mean, var = moments(x, dims)
-        return (x - mean) * torch.rsqrt(var + eps), mean, var
-    return Standardize.apply(x, dims, eps)
+    dims = tuple(sorted(d % x.dim() for d in dims))
+    if x.is_complex() or torch.compiler.is_compiling():
+        return composite(x, dims, eps, weight, bias)
+    return Standardize.apply(x, weight, bias, dims, eps)
 
 
 def normalize(

@@ -48,6 +48,11 @@ def _update_running(running: Tensor | None, batch_stat: Tensor, momentum: float)
             running.mul_(1 - momentum).add_(batch_stat.detach().to(running.dtype), alpha=momentum)
 
 
+def _per_channel(t: Tensor | None, input: Tensor) -> Tensor | None:
+    """A ``(C,)`` parameter shaped ``(1, C, 1, ...)`` to broadcast against an ``(N, C, *)`` input."""
+    return None if t is None else t.reshape([1, -1] + [1] * (input.dim() - 2))
+
+
 def batch_norm(
     input: Tensor,
     running_mean: Tensor | None,
@@ -100,14 +105,13 @@ def batch_norm(
             raise ValueError(
                 f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
             )
-        x_hat, mean, var = standardize(input, dims, eps)
+        y, mean, var = standardize(input, dims, eps, _per_channel(weight, input), _per_channel(bias, input))
         if training:
             _update_running(running_mean, mean.flatten(), momentum)
             _update_running(running_var, var.flatten() * m / (m - 1), momentum)
-    else:
-        mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
-        x_hat = normalize(input, dims, eps, mean, var)
-    return affine(x_hat, weight, bias)
+        return y
+    mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
+    return affine(normalize(input, dims, eps, mean, var), weight, bias)
 
 
 def layer_norm(
@@ -147,13 +151,7 @@ def layer_norm(
     for t, name in ((weight, "weight"), (bias, "bias")):
         if t is not None and tuple(t.shape) != normalized_shape:
             raise ValueError(f"{name} must have shape {normalized_shape}, got {tuple(t.shape)}")
-    x_hat = normalize(input, tuple(range(input.dim() - k, input.dim())), eps)
-    y = x_hat
-    if weight is not None:
-        y = x_hat * weight
-    if bias is not None:
-        y = y + bias if y is x_hat else y.add_(bias)  # in place on our own buffer
-    return y
+    return standardize(input, tuple(range(input.dim() - k, input.dim())), eps, weight, bias)[0]
 
 
 def instance_norm(
@@ -197,16 +195,15 @@ def instance_norm(
             raise ValueError(
                 f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
             )
-        x_hat, mean, var = standardize(input, dims, eps)
+        y, mean, var = standardize(input, dims, eps, _per_channel(weight, input), _per_channel(bias, input))
         _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
         _update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("use_input_stats=False needs running_mean and running_var, got None")
-        stat_shape = [1, channels] + [1] * (input.dim() - 2)
-        mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
-        x_hat = normalize(input, dims, eps, mean, var)
-    return affine(x_hat, weight, bias)
+        return y
+    if running_mean is None or running_var is None:
+        raise ValueError("use_input_stats=False needs running_mean and running_var, got None")
+    stat_shape = [1, channels] + [1] * (input.dim() - 2)
+    mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
+    return affine(normalize(input, dims, eps, mean, var), weight, bias)
 
 
 def group_norm(
@@ -244,9 +241,10 @@ def group_norm(
         )
     for t, name in ((weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
-    grouped = input.reshape(input.shape[0], num_groups, -1)  # (N, G, C // G * prod(spatial))
-    x_hat = normalize(grouped, reduce_dims("group", grouped.dim()), eps).reshape(input.shape)
-    return affine(x_hat, weight, bias)
+    grouped = input.reshape(input.shape[0], num_groups, channels // num_groups, -1)  # (N, G, C // G, prod(spatial))
+    weight, bias = (None if t is None else t.reshape(1, num_groups, -1, 1) for t in (weight, bias))
+    y = standardize(grouped, reduce_dims("group", grouped.dim()), eps, weight, bias)[0]
+    return y.reshape(input.shape)
 
 
 def local_response_norm(
@@ -278,9 +276,12 @@ def local_response_norm(
         raise ValueError(f"input must be (N, C, *) with at least 3 dimensions, got shape {tuple(input.shape)}")
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
-    squares = input.pow(2).movedim(1, -1)  # (N, *, C): channels last, so the window is along -1
-    padded = F.pad(squares, (size // 2, (size - 1) // 2))  # zero channels beyond the border
-    window_sum = padded.unfold(-1, size, 1).sum(-1).movedim(-1, 1)  # (N, C, *)
+    channels = input.shape[1]
+    # zero channels beyond the border: size // 2 before channel 0, (size - 1) // 2 after the last
+    padded = F.pad(input.pow(2), (0, 0) * (input.dim() - 2) + (size // 2, (size - 1) // 2))
+    window_sum = padded.narrow(1, 0, channels)  # the window's sum is `size` shifted copies added up
+    for shift in range(1, size):
+        window_sum = window_sum + padded.narrow(1, shift, channels)
     return input * (k + alpha / size * window_sum).pow(-beta)
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import normlib.functional as NF
-from normlib.core import Standardize, moments, standardize
+from normlib.core import Standardize, composite, moments, standardize
 
 METHODS = {
     "batch": lambda lib, x: lib.batch_norm(x, None, None, training=True),
@@ -42,25 +42,46 @@ def test_one_pass_variance_fails_where_two_passes_do_not():
     assert ((ours.flatten().double() - exact) / exact).abs().max() < 10 * torch.finfo(torch.float32).eps
 
 
-def test_standardize_forward_is_the_composite_formula_bit_for_bit():
-    x = torch.randn(6, 5, 4, 3) * 7 + 100
-    dims = (0, 2, 3)
-    mean, var = moments(x, dims)
-    expected = (x - mean) * torch.rsqrt(var + 1e-5)
-    x_hat, m, v = standardize(x.requires_grad_(), dims, 1e-5)
-    assert torch.equal(x_hat, expected) and torch.equal(m, mean) and torch.equal(v, var)
+# (dims of the statistics, shape of weight and bias) for x of shape (4, 6, 5): batch-, instance-,
+# layer- and group-norm-like layouts, and one without an affine step
+LAYOUTS = [((0, 2), (1, 6, 1)), ((2,), (1, 6, 1)), ((1, 2), (6, 5)), ((2,), (5,)), ((1, 2), None), ((0,), (6, 5))]
 
 
-@pytest.mark.parametrize("dims", [(0, 2), (1, 2), (2,), (0,)])
-def test_standardize_gradients_through_all_three_outputs_pass_gradcheck(dims):
-    x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
+def test_standardize_equals_the_composite_formula(dims, affine_shape):
+    x = torch.randn(4, 6, 5, dtype=torch.float64) * 7 + 100
+    w, b = (None, None) if affine_shape is None else (torch.rand(affine_shape, dtype=torch.float64) + 0.5, torch.randn(affine_shape, dtype=torch.float64))
+    for got, expected in zip(standardize(x, dims, 1e-5, w, b), composite(x, dims, 1e-5, w, b)):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    x32 = x.float()  # float32: the same values up to a few roundings
+    w32, b32 = (None, None) if w is None else (w.float(), b.float())
+    for got, expected in zip(standardize(x32, dims, 1e-5, w32, b32), composite(x32, dims, 1e-5, w32, b32)):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
-    def f(x):
-        x_hat, mean, var = Standardize.apply(x, dims, 1e-3)
-        return x_hat, mean * 2, var.sqrt()
 
-    assert torch.autograd.gradcheck(f, (x,))
-    assert torch.autograd.gradgradcheck(f, (x,))
+@pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
+def test_standardize_gradients_through_all_three_outputs_pass_gradcheck(dims, affine_shape):
+    x = torch.randn(4, 6, 5, dtype=torch.float64, requires_grad=True)
+    params = () if affine_shape is None else (
+        (torch.rand(affine_shape, dtype=torch.float64) + 0.5).requires_grad_(),
+        torch.randn(affine_shape, dtype=torch.float64, requires_grad=True),
+    )
+
+    def f(x, *params):
+        y, mean, var = Standardize.apply(x, *(params or (None, None)), dims, 1e-3)
+        return y, mean * 2, var.sqrt()
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+
+
+def test_standardize_gradient_of_the_output_alone_uses_the_closed_form_and_passes_gradcheck():
+    x = torch.randn(4, 6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(1, 6, 1, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(1, 6, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: Standardize.apply(x, w, b, (0, 2), 1e-3)[0], (x, w, b))
+    only_weight = torch.autograd.grad(Standardize.apply(x.detach(), w, None, (0, 2), 1e-3)[0].sum(), w)[0]
+    assert only_weight.shape == w.shape  # x needs no gradient: the backward skips it
 
 
 def test_constant_channel_gives_zero_output_and_a_gradient_scaled_by_one_over_sqrt_eps():
