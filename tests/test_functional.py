@@ -170,3 +170,46 @@ def test_gradcheck(fn):
     x = torch.randn(3, 4, 3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+AFFINE_PARTS = {"weight only": (True, False), "bias only": (False, True)}
+LAYERS = {  # name: (normlib call, reference statistics dims and parameter shape for x of shape (4, 6, 5, 5))
+    "batch": (lambda x, w, b: NF.batch_norm(x, None, None, w, b, training=True), (0, 2, 3), (1, 6, 1, 1)),
+    "layer": (lambda x, w, b: NF.layer_norm(x, (5, 5), w, b), (2, 3), (5, 5)),
+    "instance": (lambda x, w, b: NF.instance_norm(x, weight=w, bias=b), (2, 3), (1, 6, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("part", AFFINE_PARTS)
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
+def test_weight_or_bias_alone_and_any_memory_layout_match_the_formula(part, layer, layout):
+    # the reference is the formula differentiated by autograd (PyTorch's own group norm fails in
+    # its backward when given a bias without a weight, so the formula serves for every layer)
+    from normlib.core import composite
+
+    f, dims, param_shape = LAYERS[layer]
+    x = torch.randn(4, 6, 5, 5, dtype=torch.float64) * 2 + 3
+    x = {"contiguous": x, "channels_last": x.to(memory_format=torch.channels_last), "transposed": x.transpose(2, 3)}[layout]
+    x = x.requires_grad_()
+    use_w, use_b = AFFINE_PARTS[part]
+    numel = torch.Size(param_shape).numel()
+    w = (torch.rand(numel, dtype=torch.float64) + 0.5).requires_grad_() if use_w else None
+    b = torch.randn(numel, dtype=torch.float64).requires_grad_() if use_b else None
+    shaped = lambda t: None if t is None else (t.reshape(5, 5) if layer == "layer" else t)
+    ours = f(x, shaped(w), shaped(b))
+    ref = composite(x, dims, 1e-5, None if w is None else w.reshape(param_shape), None if b is None else b.reshape(param_shape))[0]
+    assert_close(ours, ref)
+    inputs = [t for t in (x, w, b) if t is not None]
+    _check_grads(ours, ref, inputs, inputs)
+
+
+def test_group_norm_with_a_bias_and_no_weight_matches_the_formula():
+    from normlib.core import composite
+
+    x = torch.randn(4, 6, 5, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    ours = NF.group_norm(x, 3, None, b)
+    ref = composite(x.reshape(4, 3, 2, 25), (2, 3), 1e-5, None, b.reshape(1, 3, 2, 1))[0].reshape(x.shape)
+    assert_close(ours, ref)
+    _check_grads(ours, ref, (x, b), (x, b))
