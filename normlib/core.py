@@ -121,7 +121,7 @@ def _mean_square(y: Tensor, dims: tuple[int, ...]) -> Tensor:
     if not inner:
         return y.square().mean(dim=dims, keepdim=True)
     n = math.prod(y.shape[d] for d in inner)
-    ms = torch.linalg.vector_norm(y, dim=inner, keepdim=True).mul_(n**-0.5).square_()
+    ms = torch.linalg.vector_norm(y, dim=inner, keepdim=True).mul_(n**-0.5).square()
     return ms.mean(dim=outer, keepdim=True) if outer else ms
 
 
@@ -176,27 +176,36 @@ class Standardize(torch.autograd.Function):
       refilled with :math:`x - \mu` and turned into :math:`\partial L/\partial x` in place.
 
     Only ``x``, ``weight``, ``mean`` and :math:`1/\sqrt{\sigma^2+\epsilon}` are kept for the backward.
-    Gradients through the returned ``mean`` and ``var``, and second derivatives
-    (``create_graph=True``), are rare; for them the backward differentiates :func:`composite`
-    with autograd instead.
+    Gradients through the returned ``mean`` and ``var``, second derivatives (``create_graph=True``)
+    and ``torch.func`` transforms (``grad``, ``jacrev``, ``vmap``) take the same closed form written
+    in out-of-place operations, which autograd and ``torch.func`` can follow;
+    :meth:`jvp` gives the forward-mode derivative (``jacfwd``, ``hessian``).
     """
 
+    generate_vmap_rule = True  # torch.func.vmap runs forward and backward per sample
+
     @staticmethod
-    def forward(ctx, x, weight, bias, dims: tuple[int, ...], eps: float):
-        m = math.prod(x.shape[d] for d in dims)  # |S_k|
+    def forward(x, weight, bias, dims: tuple[int, ...], eps: float):
         mean = x.mean(dim=dims, keepdim=True)
         y = x - mean  # the output's buffer
         c = y.mean(dim=dims, keepdim=True)  # the first pass's rounding, small
         var = _mean_square(y, dims).sub_(c * c).clamp_min_(0)
-        mean = mean.add_(c)
+        mean = mean + c
         inv_std = torch.rsqrt(var + eps)
-        y.sub_(c).mul_(inv_std)
+        y = y.sub_(c).mul_(inv_std)
         if weight is not None:
-            y.mul_(weight)
+            y = y.mul_(weight)
         if bias is not None:
-            y.add_(bias)
-        ctx.save_for_backward(x, weight, bias, mean, inv_std)
-        ctx.dims, ctx.eps, ctx.m = dims, eps, m
+            y = y.add_(bias)
+        return y, mean, var
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, dims, eps = inputs
+        _, mean, var = output
+        ctx.save_for_backward(x, weight, bias, mean, torch.rsqrt(var + eps))
+        ctx.save_for_forward(x, weight, bias, mean, torch.rsqrt(var + eps))
+        ctx.dims, ctx.eps, ctx.m = dims, eps, math.prod(x.shape[d] for d in dims)  # m = |S_k|
         params = weight if weight is not None else bias
         if params is None:  # no affine step: nothing to sum for it
             ctx.param_dims = dims
@@ -204,13 +213,12 @@ class Standardize(torch.autograd.Function):
             shape = (1,) * (x.dim() - params.dim()) + tuple(params.shape)
             ctx.param_dims = tuple(d for d in range(x.dim()) if shape[d] == 1)
         ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
-        return y, mean, var
 
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_var):
         x, weight, bias, mean, inv_std = ctx.saved_tensors
         if grad_mean is not None or grad_var is not None or torch.is_grad_enabled() or grad_y is None:
-            return Standardize._composite_backward(ctx, grad_y, grad_mean, grad_var)
+            return Standardize._differentiable_backward(ctx, grad_y, grad_mean, grad_var)
         dims, m = ctx.dims, ctx.m
         shared = tuple(d for d in dims if d in ctx.param_dims)  # S_k and one parameter value in common
         over_params = tuple(d for d in ctx.param_dims if d not in shared)
@@ -229,18 +237,51 @@ class Standardize(torch.autograd.Function):
         return grad_x.mul_(inv_std), grad_weight, grad_bias, None, None
 
     @staticmethod
-    def _composite_backward(ctx, grad_y, grad_mean, grad_var):
+    def _differentiable_backward(ctx, grad_y, grad_mean, grad_var):
+        """The same gradients in out-of-place operations, with the statistics rebuilt from ``x``, so
+        that autograd (second derivatives) and ``torch.func`` transforms can follow every step."""
         x, weight, bias, _, _ = ctx.saved_tensors
-        create_graph = torch.is_grad_enabled()
-        inputs = [t if create_graph or t is None else t.detach().requires_grad_(need)
-                  for t, need in zip((x, weight, bias), ctx.needs_input_grad)]
-        with torch.enable_grad():
-            outputs = composite(inputs[0], ctx.dims, ctx.eps, inputs[1], inputs[2])
-        pairs = [(o, g) for o, g in zip(outputs, (grad_y, grad_mean, grad_var)) if g is not None]
-        wanted = [t for t, need in zip(inputs, ctx.needs_input_grad) if need]
-        grads = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
-                                         create_graph=create_graph, allow_unused=True, materialize_grads=True))
-        return tuple(next(grads) if need else None for need in ctx.needs_input_grad[:3]) + (None, None)
+        dims, m = ctx.dims, ctx.m
+        mean, var = moments(x, dims)
+        inv_std = torch.rsqrt(var + ctx.eps)
+        x_hat = (x - mean) * inv_std
+        grad_x = grad_weight = grad_bias = None
+        if grad_y is not None:
+            g = grad_y if weight is None else grad_y * weight
+            g_bar = g.mean(dim=dims, keepdim=True)
+            gx_bar = (g * x_hat).mean(dim=dims, keepdim=True)
+            grad_x = inv_std * (g - g_bar - x_hat * gx_bar)
+            if ctx.needs_input_grad[1]:
+                grad_weight = _sum(grad_y * x_hat, ctx.param_dims).reshape(weight.shape)
+            if ctx.needs_input_grad[2]:
+                grad_bias = _sum(grad_y, ctx.param_dims).reshape(bias.shape)
+        for extra in (
+            None if grad_mean is None else (grad_mean / m).expand_as(x),  # d mean / d x_i = 1 / m
+            None if grad_var is None else 2 / m * grad_var * (x - mean),  # d var / d x_i = 2 (x_i - mean) / m
+        ):
+            if extra is not None:
+                grad_x = extra if grad_x is None else grad_x + extra
+        if grad_x is None:
+            grad_x = torch.zeros_like(x)
+        return grad_x, grad_weight, grad_bias, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, weight_t, bias_t, _dims, _eps):
+        """Forward-mode derivative (``torch.func.jvp``, ``jacfwd``, ``hessian``): the tangents of
+        ``mean``, ``var`` and ``y`` from the tangents of ``x``, ``weight`` and ``bias``."""
+        x, weight, bias, mean, inv_std = ctx.saved_tensors
+        dims = ctx.dims
+        x_hat = (x - mean) * inv_std
+        x_t = torch.zeros_like(x) if x_t is None else x_t
+        mean_t = x_t.mean(dim=dims, keepdim=True)
+        var_t = 2 * ((x - mean) * x_t).mean(dim=dims, keepdim=True)
+        x_hat_t = inv_std * (x_t - mean_t) - x_hat * (0.5 * inv_std**2 * var_t)
+        y_t = x_hat_t if weight is None else x_hat_t * weight
+        if weight_t is not None:
+            y_t = y_t + x_hat * weight_t
+        if bias_t is not None:
+            y_t = y_t + bias_t
+        return y_t, mean_t, var_t
 
 
 def standardize(

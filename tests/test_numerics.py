@@ -59,13 +59,19 @@ def test_standardize_equals_the_composite_formula(dims, affine_shape):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
-def test_standardize_gradients_through_all_three_outputs_pass_gradcheck(dims, affine_shape):
+def _leaves(affine_shape):
+    """x of shape (4, 6, 5) and, unless affine_shape is None, (weight, bias) of that shape: float64 leaves."""
     x = torch.randn(4, 6, 5, dtype=torch.float64, requires_grad=True)
     params = () if affine_shape is None else (
         (torch.rand(affine_shape, dtype=torch.float64) + 0.5).requires_grad_(),
         torch.randn(affine_shape, dtype=torch.float64, requires_grad=True),
     )
+    return x, params
+
+
+@pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
+def test_standardize_gradients_through_all_three_outputs_pass_gradcheck(dims, affine_shape):
+    x, params = _leaves(affine_shape)
 
     def f(x, *params):
         y, mean, var = Standardize.apply(x, *(params or (None, None)), dims, 1e-3)
@@ -91,3 +97,38 @@ def test_constant_channel_gives_zero_output_and_a_gradient_scaled_by_one_over_sq
     (gx,) = torch.autograd.grad(y, x, g)
     assert y.abs().max() == 0
     torch.testing.assert_close(gx, (g - g.mean(dim=0)) / 1e-5 ** 0.5)  # x_hat = 0: only g - mean(g) is left
+
+
+FUNC_LAYERS = {
+    "batch": (lambda lib, x, w, b: lib.batch_norm(x, None, None, w, b, training=True), 4),
+    "layer": (lambda lib, x, w, b: lib.layer_norm(x, (5,), w, b), 5),
+    "instance": (lambda lib, x, w, b: lib.instance_norm(x, weight=w, bias=b), 4),
+    "group": (lambda lib, x, w, b: lib.group_norm(x, 2, w, b), 4),
+}
+TRANSFORMS = {
+    "grad": lambda f, x: torch.func.grad(lambda x: f(x).pow(3).sum())(x),
+    "jacrev": lambda f, x: torch.func.jacrev(f)(x),
+    "jacfwd": lambda f, x: torch.func.jacfwd(f)(x),
+    "hessian": lambda f, x: torch.func.hessian(lambda x: f(x).pow(3).sum())(x),
+    "vmap": lambda f, x: torch.func.vmap(f)(torch.stack([x, 3 * x + 1])),
+}
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("layer", FUNC_LAYERS)
+def test_torch_func_transforms_agree_with_pytorch(layer, transform):
+    f, c = FUNC_LAYERS[layer]
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    w = torch.rand(c, dtype=torch.float64) + 0.5
+    b = torch.randn(c, dtype=torch.float64)
+    ours = TRANSFORMS[transform](lambda x: f(NF, x, w, b), x)
+    theirs = TRANSFORMS[transform](lambda x: f(F, x, w, b), x)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
+def test_standardize_forward_mode_derivative_passes_gradcheck(dims, affine_shape):
+    x, params = _leaves(affine_shape)
+    f = lambda x, *p: Standardize.apply(x, *(p or (None, None)), dims, 1e-3)
+    assert torch.autograd.gradcheck(f, (x, *params), check_forward_ad=True, check_backward_ad=False,
+                                    check_undefined_grad=False, check_batched_grad=False)
