@@ -81,13 +81,12 @@ def make_case(name: str, shape: tuple[int, ...]):
 def composite(name: str, shape: tuple[int, ...]):
     """The same layer as normlib's formula, op for op (:func:`normlib.core.composite`), but
     differentiated by autograd through every intermediate: normlib without its closed-form backward."""
-    from normlib.core import composite as formula
+    from normlib.core import composite as formula, per_channel
 
-    channel = (1, shape[1]) + (1,) * (len(shape) - 2)
     if name == "BN":
-        return lambda x, w, b: formula(x, (0, 2, 3), 1e-5, w.reshape(channel), b.reshape(channel))[0]
+        return lambda x, w, b: formula(x, (0, 2, 3), 1e-5, per_channel(w, x.dim()), per_channel(b, x.dim()))[0]
     if name == "IN":
-        return lambda x, w, b: formula(x, (2, 3), 1e-5, w.reshape(channel), b.reshape(channel))[0]
+        return lambda x, w, b: formula(x, (2, 3), 1e-5, per_channel(w, x.dim()), per_channel(b, x.dim()))[0]
     if name == "GN":
         grouped = (shape[0], 32, shape[1] // 32, -1)
         return lambda x, w, b: formula(x.reshape(grouped), (2, 3), 1e-5, w.reshape(1, 32, -1, 1),

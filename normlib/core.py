@@ -203,8 +203,9 @@ class Standardize(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         x, weight, bias, dims, eps = inputs
         _, mean, var = output
-        ctx.save_for_backward(x, weight, bias, mean, torch.rsqrt(var + eps))
-        ctx.save_for_forward(x, weight, bias, mean, torch.rsqrt(var + eps))
+        saved = (x, weight, bias, mean, torch.rsqrt(var + eps))
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
         ctx.dims, ctx.eps, ctx.m = dims, eps, math.prod(x.shape[d] for d in dims)  # m = |S_k|
         params = weight if weight is not None else bias
         if params is None:  # no affine step: nothing to sum for it
@@ -271,10 +272,11 @@ class Standardize(torch.autograd.Function):
         ``mean``, ``var`` and ``y`` from the tangents of ``x``, ``weight`` and ``bias``."""
         x, weight, bias, mean, inv_std = ctx.saved_tensors
         dims = ctx.dims
-        x_hat = (x - mean) * inv_std
+        centered = x - mean
+        x_hat = centered * inv_std
         x_t = torch.zeros_like(x) if x_t is None else x_t
         mean_t = x_t.mean(dim=dims, keepdim=True)
-        var_t = 2 * ((x - mean) * x_t).mean(dim=dims, keepdim=True)
+        var_t = 2 * (centered * x_t).mean(dim=dims, keepdim=True)
         x_hat_t = inv_std * (x_t - mean_t) - x_hat * (0.5 * inv_std**2 * var_t)
         y_t = x_hat_t if weight is None else x_hat_t * weight
         if weight_t is not None:
@@ -333,19 +335,32 @@ def normalize(
     return (x - mean) * torch.rsqrt(var + eps)
 
 
+def per_channel(t: Tensor | None, ndim: int, channel_dim: int = 1) -> Tensor | None:
+    """A 1-dimensional per-channel tensor (a parameter or a running statistic) shaped to broadcast
+    against an ``ndim``-dimensional input whose channels are on ``channel_dim``; ``None`` stays ``None``.
+
+    >>> per_channel(torch.zeros(3), ndim=4).shape
+    torch.Size([1, 3, 1, 1])
+    """
+    if t is None:
+        return None
+    shape = [1] * ndim
+    shape[channel_dim] = -1
+    return t.reshape(shape)
+
+
 def affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None, channel_dim: int = 1) -> Tensor:
     r""":math:`y = \gamma \hat x + \beta` with one :math:`(\gamma, \beta)` per channel.
 
     ``weight`` and ``bias`` are 1-dimensional (one value per index of ``channel_dim``) and are
     broadcast over every other dimension. Either may be ``None`` (no scale, no shift).
     """
-    shape = [1] * x_hat.dim()
-    shape[channel_dim] = -1
+    weight, bias = (per_channel(t, x_hat.dim(), channel_dim) for t in (weight, bias))
     y = x_hat
     if weight is not None:
-        y = x_hat * weight.reshape(shape)
+        y = x_hat * weight
     if bias is not None:
-        y = y + bias.reshape(shape) if y is x_hat else y.add_(bias.reshape(shape))  # in place on our own buffer
+        y = y + bias if y is x_hat else y.add_(bias)  # in place on our own buffer
     return y
 
 

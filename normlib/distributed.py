@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from normlib import functional as NF
-from normlib.core import affine, moments, normalize, reduce_dims
+from normlib.core import affine, moments, normalize, per_channel, reduce_dims
 from normlib.nn import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm
 
 __all__ = ["SyncBatchNorm", "all_reduce_sum", "launch", "compare_with_single_process"]
@@ -164,8 +164,7 @@ class SyncBatchNorm(_BatchNorm):
         count = int(round(counts.sum().item()))
         mean = (counts * means).sum(dim=0) / count
         var = (m2s + counts * (means - mean) ** 2).sum(dim=0) / count
-        shape = [1, c] + [1] * (input.dim() - 2)
-        return mean.reshape(shape), var.reshape(shape), count
+        return per_channel(mean, input.dim()), per_channel(var, input.dim()), count
 
     def _check_same_channels_everywhere(self) -> None:
         """One small all-reduce (max of C and of -C), before the first exchange of statistics."""

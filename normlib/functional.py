@@ -27,6 +27,7 @@ from normlib.core import (
     check_per_channel,
     moments,
     normalize,
+    per_channel,
     reduce_dims,
     standardize,
 )
@@ -46,11 +47,6 @@ def _update_running(running: Tensor | None, batch_stat: Tensor, momentum: float)
     if running is not None:
         with torch.no_grad():
             running.mul_(1 - momentum).add_(batch_stat.detach().to(running.dtype), alpha=momentum)
-
-
-def _per_channel(t: Tensor | None, input: Tensor) -> Tensor | None:
-    """A ``(C,)`` parameter shaped ``(1, C, 1, ...)`` to broadcast against an ``(N, C, *)`` input."""
-    return None if t is None else t.reshape([1, -1] + [1] * (input.dim() - 2))
 
 
 def batch_norm(
@@ -98,19 +94,18 @@ def batch_norm(
     for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
     dims = reduce_dims("batch", input.dim())
-    stat_shape = [1, channels] + [1] * (input.dim() - 2)
     if training or running_mean is None or running_var is None:
         m = input.numel() // channels
         if training and m <= 1:
             raise ValueError(
                 f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
             )
-        y, mean, var = standardize(input, dims, eps, _per_channel(weight, input), _per_channel(bias, input))
+        y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
         if training:
             _update_running(running_mean, mean.flatten(), momentum)
             _update_running(running_var, var.flatten() * m / (m - 1), momentum)
         return y
-    mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
+    mean, var = per_channel(running_mean, input.dim()), per_channel(running_var, input.dim())
     return affine(normalize(input, dims, eps, mean, var), weight, bias)
 
 
@@ -195,14 +190,13 @@ def instance_norm(
             raise ValueError(
                 f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
             )
-        y, mean, var = standardize(input, dims, eps, _per_channel(weight, input), _per_channel(bias, input))
+        y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
         _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
         _update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
         return y
     if running_mean is None or running_var is None:
         raise ValueError("use_input_stats=False needs running_mean and running_var, got None")
-    stat_shape = [1, channels] + [1] * (input.dim() - 2)
-    mean, var = running_mean.reshape(stat_shape), running_var.reshape(stat_shape)
+    mean, var = per_channel(running_mean, input.dim()), per_channel(running_var, input.dim())
     return affine(normalize(input, dims, eps, mean, var), weight, bias)
 
 
