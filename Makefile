@@ -1,33 +1,37 @@
 # The two commands of the README:
 #   make book   set up .venv (pinned requirements + normlib) and build the website into _build/html
 #   make test   the same set-up, then every test: pytest (normlib + doctests), nbval (strict) over
-#               every notebook, the book build with warnings as errors, every page of the built site
-#               in headless Chromium, and the book's rules (every claim has its cell; figures)
+#               every notebook under two rounding paths, the workflow files through actionlint, the
+#               book build with warnings as errors, every page of the built site in headless
+#               Chromium, and the book's rules (every claim has its cell; figures)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 JB := $(VENV)/bin/jupyter-book
 
-# Same last bits on every machine of this kind (see normlib/notebook.py: DETERMINISTIC_ENV).
-export ATEN_CPU_CAPABILITY := default
-export MKL_CBWR := COMPATIBLE
-export OMP_NUM_THREADS := 1
-export MKL_NUM_THREADS := 1
-export PYTHONHASHSEED := 0
-
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 120
+# A stored output must hold on every machine, so nbval re-executes every notebook twice against the
+# same stored outputs, on two rounding paths: PyTorch's native vectorized kernels with two threads
+# (what a reader's own Jupyter runs), and its scalar reference kernels, MKL's reproducible mode and
+# one thread. The two passes run side by side, each notebook in a worker of its own (pytest-xdist).
+NATIVE_PATH := env -u ATEN_CPU_CAPABILITY -u MKL_CBWR OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+REFERENCE_PATH := env ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+NOTEBOOKS = $(or $(NB),book)
 
-.PHONY: book test setup browser-deps test-lib test-notebooks test-build test-browser test-content outputs lab bench clean
+.PHONY: book test setup browser-deps test-lib test-notebooks nbval-native nbval-reference test-workflows test-build test-browser test-content outputs lab bench clean
 
 book: setup
 	$(JB) build . --builder html
 
-test: setup browser-deps test-lib test-notebooks test-build test-browser test-content
+test: setup browser-deps test-lib test-notebooks test-workflows test-build test-browser test-content
 
 # Debian's Chromium and ChromeDriver for the browser test (never a browser downloaded by a test
-# tool): installed when missing, with apt-get as root or through sudo.
+# tool): installed when missing, with apt-get as root or through sudo. $CHROMIUM and $CHROMEDRIVER
+# name another browser and driver (GitHub's runners bring Chrome and its driver).
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	@if [ ! -x "$(CHROMIUM)" ] || [ ! -x "$(CHROMEDRIVER)" ]; then \
 	    SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
 	    $$SUDO apt-get update -qq && \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
@@ -45,9 +49,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 test-lib: setup
 	$(PY) -m pytest --doctest-modules tests normlib --ignore=tests/browser --ignore=tests/book
 
-# nbval over every notebook of book/, or only NB="book/x.ipynb ...".
+# nbval over every notebook of book/, or only NB="book/x.ipynb ...", on both rounding paths at once.
 test-notebooks: setup
-	$(PY) -m pytest $(NBVAL) $(or $(NB),book)
+	@$(MAKE) --no-print-directory -j2 --output-sync=target nbval-native nbval-reference
+
+nbval-native: setup
+	$(NATIVE_PATH) $(PY) -m pytest $(NBVAL) -n 2 --dist loadfile $(NOTEBOOKS)
+
+nbval-reference: setup
+	$(REFERENCE_PATH) $(PY) -m pytest $(NBVAL) -n 2 --dist loadfile $(NOTEBOOKS)
+
+# The GitHub Actions workflows (.github/workflows/), checked offline.
+test-workflows: setup
+	$(VENV)/bin/actionlint -no-color .github/workflows/*.yml
 
 test-build: setup
 	$(JB) build . --builder html --all -n -W --keep-going
@@ -66,15 +80,14 @@ test-content: setup
 outputs: setup
 	$(PY) tools/execute_notebooks.py $(NB)
 
-# Jupyter Lab in the project's environment, with the same deterministic settings as CI.
+# Jupyter Lab in the project's environment (no special settings: outputs hold on every machine).
 lab: setup
 	$(VENV)/bin/jupyter lab book
 
 # Time normlib against PyTorch's kernels (benchmarks/bench.py; QUICK=1 for a run under a minute).
-# Not part of `make test`. Runs WITHOUT the deterministic ATEN_CPU_CAPABILITY/MKL_CBWR above,
-# which switch off the vectorized kernels PyTorch's native layers rely on.
+# Not part of `make test`. Runs with PyTorch's native vectorized kernels.
 bench: setup
-	env -u ATEN_CPU_CAPABILITY -u MKL_CBWR $(PY) benchmarks/bench.py $(if $(QUICK),--quick)
+	$(PY) benchmarks/bench.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf _build

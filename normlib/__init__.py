@@ -8,8 +8,8 @@
 - :mod:`normlib.distributed`: ``SyncBatchNorm`` over ``torch.distributed`` (gloo, CPU), also
   exported as ``normlib.nn.SyncBatchNorm``.
 
-The book's helpers: :mod:`normlib.data` (scikit-learn's digits), :mod:`normlib.train` (one seeded
-training loop) and :mod:`normlib.notebook` (the setup call every notebook makes).
+The book's helpers: :mod:`normlib.book.data` (scikit-learn's digits), :mod:`normlib.book.train` (one seeded
+training loop) and :mod:`normlib.book.notebook` (the setup call every notebook makes).
 """
 from normlib import core, functional, grad, nn
 

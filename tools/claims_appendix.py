@@ -5,7 +5,7 @@ The ledger is ``book/claims_ledger.md``, a verbatim copy of the project's shared
 (``tests/book/test_claims.py`` checks that the copy is current when ``../shared/claims.md`` exists).
 A *claim cell* is a code cell whose first line is ``# claim: BN-4`` (or ``# claim: GRP-5, GRP-10``;
 a cell tag ``claim:BN-4`` also counts). Its stored output holds one line per ID, printed by
-:func:`normlib.notebook.verdict`::
+:func:`normlib.book.notebook.verdict`::
 
     verdict BN-4: does not hold as written | mean 0.0000, variance 1.0000: the source swapped them
 
@@ -39,7 +39,7 @@ PAGE = "book/claims"  # the Sphinx docname of the appendix page
 MARKER = "% GENERATED: claims ledger"
 
 sys.path.insert(0, str(ROOT))
-from normlib.notebook import VERDICTS  # noqa: E402  (the statuses the claim cells may print)
+from normlib.book.notebook import VERDICTS  # noqa: E402  (the statuses the claim cells may print)
 
 ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|(.*)\|\s*$")
 SECTION = re.compile(r"^##\s+(?:Chapter:\s*)?(.+?)\s*$")
@@ -115,11 +115,16 @@ def _cell_ids(cell) -> list[str]:
 
 
 def _stdout_lines(cell) -> list[str]:
+    """What a cell printed, and the plain-text form of what it displayed (a verdict's box)."""
     lines = []
     for out in cell.get("outputs", []):
         if out.get("output_type") == "stream" and out.get("name") == "stdout":
             text = out.get("text", "")
-            lines.extend(("".join(text) if isinstance(text, list) else text).splitlines())
+        elif out.get("output_type") == "display_data":
+            text = out.get("data", {}).get("text/plain", "")
+        else:
+            continue
+        lines.extend(("".join(text) if isinstance(text, list) else text).splitlines())
     return lines
 
 

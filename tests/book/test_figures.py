@@ -1,4 +1,4 @@
-"""Figures look alike across the book: one style (normlib.notebook.setup), one range of sizes.
+"""Figures look alike across the book: one style (normlib.book.notebook.setup), one range of sizes.
 
 The site shows a figure at its natural size when it fits the text column (676 px in a 1280 px
 window, 790 px in a wider one) and shrinks it otherwise, shrinking its 10 pt labels with it. Keeping
@@ -55,7 +55,7 @@ def test_notebooks_leave_the_figure_style_to_setup(nb_path):
         if cell.get("cell_type") == "code":
             src = "".join(cell.get("source", ""))
             own += [f"cell {i}: {line.strip()}" for line in src.splitlines() if OWN_STYLE.search(line)]
-    assert not own, f"{nb_path.name} sets its own figure style (normlib.notebook.setup() does that): {own}"
+    assert not own, f"{nb_path.name} sets its own figure style (normlib.book.notebook.setup() does that): {own}"
 
 
 @pytest.mark.parametrize("nb_path", [p for p in NOTEBOOKS if p.name[:2].isdigit()], ids=lambda p: p.name)

@@ -249,7 +249,7 @@ def test_figures_stay_visible_in_dark_mode(reports):
             where = f"{page}: {img['src']}"
             assert img["display"] != "none" and img["visibility"] == "visible" and img["width"] > 50, where
             assert img["opacity"] > 0.9, f"{where}: opacity {img['opacity']} in dark mode"
-            # An opaque figure (white face colour, set by normlib.notebook.setup) keeps black axes and
+            # An opaque figure (white face colour, set by normlib.book.notebook.setup) keeps black axes and
             # labels readable on the dark page; a transparent one would show them on near-black.
             assert img["minAlpha"] == 255, f"{where}: transparent pixels, invisible on the dark background"
     if not checked:

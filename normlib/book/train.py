@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from normlib.data import Split
+from normlib.book.data import Split
 
 __all__ = ["History", "mlp", "small_cnn", "fit", "evaluate"]
 

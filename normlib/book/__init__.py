@@ -1,0 +1,7 @@
+"""The book's helpers: not part of the library, and not needed to use it.
+
+- :mod:`normlib.book.notebook`: the setup call every notebook makes, and the verdict line a claim
+  cell records;
+- :mod:`normlib.book.data`: scikit-learn's digits, shipped with the package (no download);
+- :mod:`normlib.book.train`: the small models and the one seeded training loop.
+"""
