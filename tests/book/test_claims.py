@@ -111,6 +111,16 @@ def test_a_verdict_may_come_from_a_later_cell_that_also_names_the_claim(tmp_path
     assert ledger.is_checked("BN-1") and ledger.checks["BN-1"].status == "holds approximately"
 
 
+def test_a_verdict_displayed_as_a_box_is_read_from_its_plain_text_form(tmp_path):
+    cell = _code("# claim: BN-1\nassert True\n")
+    cell["outputs"] = [{"output_type": "display_data", "metadata": {}, "data": {
+        "text/plain": "verdict BN-1: not shown at this scale | 2 seeds, differences within the seed spread",
+        "text/markdown": ":::{admonition} BN-1: not shown at this scale\n:::\n"}}]
+    ledger = _book(tmp_path, [_markdown("(claim-bn-1)="), cell])
+    assert ledger.is_checked("BN-1") and ledger.checks["BN-1"].status == "not shown at this scale"
+    assert "{bdg-secondary}`not shown at this scale`" in claims_appendix.render(ledger)
+
+
 def test_the_appendix_page_keeps_its_marker():
     assert claims_appendix.MARKER in (ROOT / "book" / "claims.md").read_text(encoding="utf-8")
 
