@@ -83,7 +83,7 @@ def bound(value: float, below: float) -> str:
     value = float(value)
     if not abs(value) < below:
         raise AssertionError(f"{value:.3g} is not below {below:.0e}")
-    if 1e-3 <= below < 1e4:
+    if 1 <= below < 1e4:
         return f"< {below:g}"
     return f"< {below:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
