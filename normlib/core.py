@@ -46,6 +46,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+#: Input dtypes whose statistics and arithmetic run in float32 (PyTorch's kernels accumulate so);
+#: the output is cast back to the input's dtype.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
 #: Which named axes of an ``(N, C, *spatial)`` input each method averages over. ``"G"`` means
 #: "the channels of one group", which group norm gets by reshaping ``C`` into ``(G, C // G)``.
 REDUCTION_AXES: dict[str, tuple[str, ...]] = {
@@ -221,6 +225,11 @@ class Standardize(torch.autograd.Function):
         if grad_mean is not None or grad_var is not None or torch.is_grad_enabled() or grad_y is None:
             return Standardize._differentiable_backward(ctx, grad_y, grad_mean, grad_var)
         dims, m = ctx.dims, ctx.m
+        if m == 1:  # x_hat = 0 whatever x is, so y = bias and the input gradient is exactly zero
+            grad_x = torch.zeros_like(x)
+            grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+            grad_bias = _sum(grad_y, ctx.param_dims).reshape(bias.shape) if ctx.needs_input_grad[2] else None
+            return grad_x, grad_weight, grad_bias, None, None
         shared = tuple(d for d in dims if d in ctx.param_dims)  # S_k and one parameter value in common
         over_params = tuple(d for d in ctx.param_dims if d not in shared)
         over_stats = tuple(d for d in dims if d not in shared)
@@ -307,7 +316,11 @@ def standardize(
     [[-1.0, 1.0, -1.0, 1.0], [2.0, 6.0], [1.0, 1.0]]
     """
     dims = tuple(sorted(d % x.dim() for d in dims))
-    if x.is_complex() or torch.compiler.is_compiling():
+    if x.dtype in LOW_PRECISION:  # accumulate in float32, as PyTorch's kernels do
+        weight, bias = (None if t is None else t.float() for t in (weight, bias))
+        y, mean, var = standardize(x.float(), dims, eps, weight, bias)
+        return y.to(x.dtype), mean, var
+    if torch.compiler.is_compiling():
         return composite(x, dims, eps, weight, bias)
     return Standardize.apply(x, weight, bias, dims, eps)
 
@@ -332,6 +345,8 @@ def normalize(
     """
     if mean is None or var is None:
         return standardize(x, dims, eps)[0]
+    if x.dtype in LOW_PRECISION:  # in float32, as PyTorch's kernels do
+        return ((x.float() - mean) * torch.rsqrt(var.float() + eps)).to(x.dtype)
     return (x - mean) * torch.rsqrt(var + eps)
 
 
@@ -369,16 +384,23 @@ def affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None, channel_di
 # argument, what was expected, and what was given.
 
 
-def check_floating(input: Tensor, name: str = "input") -> None:
+def check_floating(input: Tensor, name: str = "input", complex: bool = False) -> None:
+    """A real floating-point tensor (or, with ``complex=True``, a complex one too), as PyTorch's
+    kernels require: they raise on integer and complex input where plain formulas would not."""
     if not isinstance(input, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(input).__name__}")
-    if not (input.is_floating_point() or input.is_complex()):
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {input.dtype}")
+    if not (input.is_floating_point() or (complex and input.is_complex())):
+        kind = "floating-point or complex" if complex else "real floating-point"
+        raise ValueError(f"{name} must be a {kind} tensor, got dtype {input.dtype}")
 
 
-def check_eps(eps: float) -> None:
-    if not eps > 0:
-        raise ValueError(f"eps must be positive (it keeps 1/sqrt(var + eps) finite), got {eps}")
+def check_eps(eps: float, training: bool = True) -> None:
+    """PyTorch's rule for batch norm, checked at forward time: ``eps > 0`` in training (the batch
+    variance may be 0) and ``eps >= 0`` with running statistics."""
+    if training and not eps > 0:
+        raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    if not eps >= 0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
 
 
 def check_per_channel(t: Tensor | None, channels: int, name: str) -> None:

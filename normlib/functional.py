@@ -87,19 +87,23 @@ def batch_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
+    if input.dim() == 1 and input.numel() == 0:  # PyTorch returns an empty (0,) input as it is
+        return input.clone()
     if input.dim() < 2:
         raise ValueError(f"input must be (N, C) or (N, C, *spatial), got {input.dim()}-D shape {tuple(input.shape)}")
     channels = input.shape[1]
     for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
+    m = math.prod(input.shape) // channels if channels else 0  # values per channel
+    if training and input.shape[0] * math.prod(input.shape[2:]) == 1:
+        raise ValueError(
+            f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
+        )
+    check_eps(eps, training)
+    if input.numel() == 0:  # an empty batch: an empty output, running statistics unchanged (PyTorch)
+        return affine(input.clone(), weight, bias)
     dims = reduce_dims("batch", input.dim())
     if training or running_mean is None or running_var is None:
-        m = input.numel() // channels
-        if training and m <= 1:
-            raise ValueError(
-                f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
-            )
         y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
         if training:
             _update_running(running_mean, mean.flatten(), momentum)
@@ -135,7 +139,6 @@ def layer_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(normalized_shape)
     if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != normalized_shape:
@@ -177,19 +180,20 @@ def instance_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
     if input.dim() < 3:
         raise ValueError(f"input must be (N, C, *spatial) with a spatial dimension, got shape {tuple(input.shape)}")
     channels = input.shape[1]
     for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
     dims = reduce_dims("instance", input.dim())
+    m = math.prod(input.shape[2:])  # values per (sample, channel)
+    if use_input_stats and m == 1:
+        raise ValueError(
+            f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
+        )
+    if input.numel() == 0:  # an empty batch or an empty image: an empty output (PyTorch)
+        return affine(input.clone(), weight, bias)
     if use_input_stats:
-        m = math.prod(input.shape[2:])
-        if m <= 1:
-            raise ValueError(
-                f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
-            )
         y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
         _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
         _update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
@@ -225,7 +229,6 @@ def group_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
     if input.dim() < 2:
         raise ValueError(f"input must be (N, C, *), got shape {tuple(input.shape)}")
     channels = input.shape[1]
@@ -235,6 +238,10 @@ def group_norm(
         )
     for t, name in ((weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
+    if input.shape[0] * channels // num_groups * math.prod(input.shape[2:]) == 1:  # PyTorch's check
+        raise ValueError(f"group_norm needs more than 1 value per group, got input of shape {tuple(input.shape)}")
+    if input.numel() == 0:  # an empty batch: an empty output (PyTorch)
+        return affine(input.clone(), weight, bias)
     grouped = input.reshape(input.shape[0], num_groups, channels // num_groups, -1)  # (N, G, C // G, prod(spatial))
     weight, bias = (None if t is None else t.reshape(1, num_groups, -1, 1) for t in (weight, bias))
     y = standardize(grouped, reduce_dims("group", grouped.dim()), eps, weight, bias)[0]
@@ -259,23 +266,31 @@ def local_response_norm(
     the window size ``n`` (always ``n``, even where the window is cut by the border), whereas
     AlexNet's paper writes :math:`\alpha` alone. No learnable parameters.
 
+    Integer input is accepted as by PyTorch (the window's mean is then an integer division and
+    the output floating-point).
+
     Shape: input ``(N, C, *)`` with at least 3 dimensions; output the same.
 
     >>> x = torch.randn(2, 7, 3, 3, dtype=torch.float64)
     >>> torch.allclose(local_response_norm(x, 5), F.local_response_norm(x, 5), atol=1e-12)
     True
     """
-    check_floating(input)
+    if not isinstance(input, Tensor) or input.is_complex() or input.dtype == torch.bool:
+        raise ValueError(f"input must be a real tensor, got {getattr(input, 'dtype', type(input).__name__)}")
     if input.dim() < 3:
         raise ValueError(f"input must be (N, C, *) with at least 3 dimensions, got shape {tuple(input.shape)}")
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
+    if input.numel() == 0:
+        return input
     channels = input.shape[1]
     # zero channels beyond the border: size // 2 before channel 0, (size - 1) // 2 after the last
     padded = F.pad(input.pow(2), (0, 0) * (input.dim() - 2) + (size // 2, (size - 1) // 2))
     window_sum = padded.narrow(1, 0, channels)  # the window's sum is `size` shifted copies added up
     for shift in range(1, size):
         window_sum = window_sum + padded.narrow(1, shift, channels)
+    if not input.is_floating_point():  # integers: PyTorch's average pooling divides in integers
+        return input / (k + alpha * torch.div(window_sum, size, rounding_mode="trunc")).pow(beta)
     return input * (k + alpha / size * window_sum).pow(-beta)
 
 
@@ -324,7 +339,8 @@ def cosine_norm(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
     """
     check_floating(input)
     check_floating(weight, "weight")
-    check_eps(eps)
+    if not eps > 0:
+        raise ValueError(f"eps must be positive (it bounds the denominator away from 0), got {eps}")
     if input.dim() != 2 or weight.dim() != 2 or input.shape[1] != weight.shape[1]:
         raise ValueError(
             f"cosine_norm expects input (N, in) and weight (out, in), got {tuple(input.shape)} and {tuple(weight.shape)}"
