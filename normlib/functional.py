@@ -24,6 +24,7 @@ from normlib.core import (
     affine,
     check_eps,
     check_floating,
+    LOW_PRECISION,
     check_per_channel,
     moments,
     normalize,
@@ -37,6 +38,7 @@ __all__ = [
     "layer_norm",
     "instance_norm",
     "group_norm",
+    "rms_norm",
     "local_response_norm",
     "weight_norm",
     "cosine_norm",
@@ -139,6 +141,13 @@ def layer_norm(
     True
     """
     check_floating(input)
+    dims = _normalized_dims(input, normalized_shape, weight, bias)
+    return standardize(input, dims, eps, weight, bias)[0]
+
+
+def _normalized_dims(input: Tensor, normalized_shape, weight: Tensor | None, bias: Tensor | None = None) -> tuple[int, ...]:
+    """The trailing dimensions of ``input`` that ``normalized_shape`` names (layer norm, RMSNorm),
+    after checking that they match and that ``weight`` and ``bias`` have that shape."""
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(normalized_shape)
     if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != normalized_shape:
@@ -149,7 +158,45 @@ def layer_norm(
     for t, name in ((weight, "weight"), (bias, "bias")):
         if t is not None and tuple(t.shape) != normalized_shape:
             raise ValueError(f"{name} must have shape {normalized_shape}, got {tuple(t.shape)}")
-    return standardize(input, tuple(range(input.dim() - k, input.dim())), eps, weight, bias)[0]
+    return tuple(range(input.dim() - k, input.dim()))
+
+
+def rms_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    eps: float | None = None,
+) -> Tensor:
+    r"""Root mean square layer normalization (Zhang & Sennrich, 2019).
+
+    .. math::
+
+        y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
+
+    Layer norm without the mean: the mean square :math:`\overline{x^2}` is taken over the last
+    ``len(normalized_shape)`` dimensions (as :func:`layer_norm`'s variance) and nothing is
+    subtracted, so the output is scaled but not centred; there is no bias. ``eps=None`` means the
+    machine epsilon of the dtype the statistics are computed in (``torch.finfo(torch.float32).eps``
+    for float16, bfloat16 and float32 input, as in PyTorch). Complex input is accepted, with
+    PyTorch's :math:`\overline{x \cdot x}` (not :math:`|x|^2`).
+
+    Args:
+        input: ``(*, *normalized_shape)``.
+        normalized_shape: the trailing shape to normalize over.
+        weight: :math:`\gamma` of shape ``normalized_shape``, or ``None``.
+        eps: added to the mean square; ``None`` for the machine epsilon. Default ``None``.
+
+    Shape: input ``(*, *normalized_shape)``; output the same.
+
+    >>> x = torch.randn(4, 10, dtype=torch.float64)
+    >>> torch.allclose(rms_norm(x, (10,)), F.rms_norm(x, (10,)), atol=1e-12)
+    True
+    """
+    check_floating(input, complex=True)
+    dims = _normalized_dims(input, normalized_shape, weight)
+    if eps is None:
+        eps = torch.finfo(torch.float32 if input.dtype in LOW_PRECISION else input.dtype).eps
+    return standardize(input, dims, eps, weight, center=False)[0]
 
 
 def instance_norm(

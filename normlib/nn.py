@@ -26,6 +26,7 @@ __all__ = [
     "InstanceNorm2d",
     "InstanceNorm3d",
     "GroupNorm",
+    "RMSNorm",
     "LocalResponseNorm",
     "WeightNorm",
     "weight_norm",
@@ -316,6 +317,50 @@ class LayerNorm(nn.Module):
             f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
             f"bias={self.bias is not None}"
         )
+
+
+class RMSNorm(nn.Module):
+    r"""Root mean square layer normalization over the trailing ``normalized_shape`` dimensions
+    (Zhang & Sennrich, 2019).
+
+    .. math:: y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
+
+    :class:`LayerNorm` without the mean: see :func:`normlib.functional.rms_norm`.
+
+    Args:
+        normalized_shape: the trailing shape to normalize over, e.g. ``d_model``.
+        eps: added to the mean square; ``None`` for the machine epsilon of the computation
+            (``torch.finfo(torch.float32).eps`` for float16/bfloat16/float32). Default ``None``.
+        elementwise_affine: learn ``weight`` (ones) of shape ``normalized_shape``. Default ``True``.
+
+    >>> rms = RMSNorm(8)
+    >>> rms(torch.randn(4, 8)).shape, sorted(rms.state_dict())
+    (torch.Size([4, 8]), ['weight'])
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float | None = None,
+        elementwise_affine: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        _register_affine(self, elementwise_affine, False, self.normalized_shape, {"device": device, "dtype": dtype})
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            torch.nn.init.ones_(self.weight)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return NF.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class GroupNorm(nn.Module):
