@@ -81,7 +81,7 @@ def reduce_dims(method: str, ndim: int) -> tuple[int, ...]:
 
 
 def moments(x: Tensor, dims: Sequence[int], center: bool = True) -> tuple[Tensor, Tensor]:
-    """Mean and biased variance of ``x`` over ``dims`` (kept as size-1 dimensions).
+    r"""Mean and biased variance of ``x`` over ``dims`` (kept as size-1 dimensions).
 
     With ``center=False`` (RMSNorm) the mean is taken to be 0: the "variance" is then the mean
     square :math:`\overline{x^2}` (of ``x * x``, also for complex ``x``, as PyTorch's ``rms_norm``).
