@@ -78,21 +78,19 @@ def make_case(name: str, shape: tuple[int, ...]):
     raise ValueError(name)
 
 
-def composite(name: str, shape: tuple[int, ...]):
-    """The same layer as normlib's formula, op for op (:func:`normlib.core.composite`), but
+def autograd_formula(name: str, shape: tuple[int, ...]):
+    """The same layer as normlib's formula, op for op (:func:`normlib.core.formula`), but
     differentiated by autograd through every intermediate: normlib without its closed-form backward."""
-    from normlib.core import composite as formula, per_channel
+    from normlib.core import formula, group_view, per_channel, reduce_dims, sample_view
 
-    if name == "BN":
-        return lambda x, w, b: formula(x, (0, 2, 3), 1e-5, per_channel(w, x.dim()), per_channel(b, x.dim()))[0]
-    if name == "IN":
-        return lambda x, w, b: formula(x, (2, 3), 1e-5, per_channel(w, x.dim()), per_channel(b, x.dim()))[0]
+    if name in ("BN", "IN"):
+        dims = reduce_dims({"BN": "batch", "IN": "instance"}[name], len(shape))
+        return lambda x, w, b: formula(x, dims, 1e-5, per_channel(w, x.dim()), per_channel(b, x.dim()))[0]
     if name == "GN":
-        grouped = (shape[0], 32, shape[1] // 32, -1)
-        return lambda x, w, b: formula(x.reshape(grouped), (2, 3), 1e-5, w.reshape(1, 32, -1, 1),
+        return lambda x, w, b: formula(group_view(x, 32), reduce_dims("group", 4), 1e-5, w.reshape(1, 32, -1, 1),
                                        b.reshape(1, 32, -1, 1))[0].reshape(x.shape)
     if name == "LN":
-        return lambda x, w, b: formula(x, (x.dim() - 1,), 1e-5, w, b)[0]
+        return lambda x, w, b: formula(sample_view(x, 1), reduce_dims("layer", 2), 1e-5, w, b)[0].reshape(x.shape)
     return None  # LRN has no statistics: nothing changed
 
 
@@ -197,7 +195,7 @@ def main(argv=None) -> int:
         grad = torch.randn(shape)
         row = {"layer": name, "shape": list(shape)}
         functions = {"normlib": ours, "torch": theirs}
-        plain = composite(name, shape)
+        plain = autograd_formula(name, shape)
         if plain is not None and not args.quick:
             functions["normlib, autograd backward"] = plain
         if use_compile:

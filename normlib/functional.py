@@ -1,7 +1,9 @@
 r"""Normalization functions with the signatures and semantics of ``torch.nn.functional``.
 
-Batch, layer, instance and group norm are each a few lines on :mod:`normlib.core`: they choose
-the reduction set :math:`S_k`, call :func:`normlib.core.normalize` and apply the affine step.
+Batch, layer, instance, group and RMS norm are each a few lines on :mod:`normlib.core`: they
+view the input in their layout, take their reduction set :math:`S_k` from the table
+(:func:`normlib.core.reduce_dims`) and call the speed path :func:`normlib.fused.standardize`
+(with running statistics: :func:`normlib.core.normalize` and :func:`normlib.core.affine`).
 Local response norm, weight norm and cosine norm are the other normalizations the book studies.
 
 Conventions, all PyTorch's:
@@ -21,17 +23,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from normlib.core import (
+    LOW_PRECISION,
     affine,
     check_eps,
     check_floating,
-    LOW_PRECISION,
+    check_normalized_shape,
     check_per_channel,
-    moments,
+    group_view,
     normalize,
     per_channel,
     reduce_dims,
-    standardize,
+    sample_view,
+    update_running,
 )
+from normlib.fused import standardize
 
 __all__ = [
     "batch_norm",
@@ -43,12 +48,6 @@ __all__ = [
     "weight_norm",
     "cosine_norm",
 ]
-
-
-def _update_running(running: Tensor | None, batch_stat: Tensor, momentum: float) -> None:
-    if running is not None:
-        with torch.no_grad():
-            running.mul_(1 - momentum).add_(batch_stat.detach().to(running.dtype), alpha=momentum)
 
 
 def batch_norm(
@@ -108,8 +107,8 @@ def batch_norm(
     if training or running_mean is None or running_var is None:
         y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
         if training:
-            _update_running(running_mean, mean.flatten(), momentum)
-            _update_running(running_var, var.flatten() * m / (m - 1), momentum)
+            update_running(running_mean, mean.flatten(), momentum)
+            update_running(running_var, var.flatten() * m / (m - 1), momentum)
         return y
     mean, var = per_channel(running_mean, input.dim()), per_channel(running_var, input.dim())
     return affine(normalize(input, dims, eps, mean, var), weight, bias)
@@ -141,24 +140,9 @@ def layer_norm(
     True
     """
     check_floating(input)
-    dims = _normalized_dims(input, normalized_shape, weight, bias)
-    return standardize(input, dims, eps, weight, bias)[0]
-
-
-def _normalized_dims(input: Tensor, normalized_shape, weight: Tensor | None, bias: Tensor | None = None) -> tuple[int, ...]:
-    """The trailing dimensions of ``input`` that ``normalized_shape`` names (layer norm, RMSNorm),
-    after checking that they match and that ``weight`` and ``bias`` have that shape."""
-    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    k = len(normalized_shape)
-    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != normalized_shape:
-        raise ValueError(
-            f"normalized_shape {normalized_shape} must match the trailing dimensions of input, "
-            f"got input shape {tuple(input.shape)}"
-        )
-    for t, name in ((weight, "weight"), (bias, "bias")):
-        if t is not None and tuple(t.shape) != normalized_shape:
-            raise ValueError(f"{name} must have shape {normalized_shape}, got {tuple(t.shape)}")
-    return tuple(range(input.dim() - k, input.dim()))
+    k = check_normalized_shape(input, normalized_shape, weight, bias)
+    view = sample_view(input, k)  # (N, *normalized_shape)
+    return standardize(view, reduce_dims("layer", view.dim()), eps, weight, bias)[0].reshape(input.shape)
 
 
 def rms_norm(
@@ -193,10 +177,11 @@ def rms_norm(
     True
     """
     check_floating(input, complex=True)
-    dims = _normalized_dims(input, normalized_shape, weight)
+    k = check_normalized_shape(input, normalized_shape, weight)
     if eps is None:
         eps = torch.finfo(torch.float32 if input.dtype in LOW_PRECISION else input.dtype).eps
-    return standardize(input, dims, eps, weight, center=False)[0]
+    view = sample_view(input, k)  # (N, *normalized_shape)
+    return standardize(view, reduce_dims("rms", view.dim()), eps, weight, center=False)[0].reshape(input.shape)
 
 
 def instance_norm(
@@ -242,8 +227,8 @@ def instance_norm(
         return affine(input.clone(), weight, bias)
     if use_input_stats:
         y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
-        _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
-        _update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
+        update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
+        update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
         return y
     if running_mean is None or running_var is None:
         raise ValueError("use_input_stats=False needs running_mean and running_var, got None")
@@ -289,10 +274,9 @@ def group_norm(
         raise ValueError(f"group_norm needs more than 1 value per group, got input of shape {tuple(input.shape)}")
     if input.numel() == 0:  # an empty batch: an empty output (PyTorch)
         return affine(input.clone(), weight, bias)
-    grouped = input.reshape(input.shape[0], num_groups, channels // num_groups, -1)  # (N, G, C // G, prod(spatial))
+    view = group_view(input, num_groups)  # (N, G, C // G, prod(spatial))
     weight, bias = (None if t is None else t.reshape(1, num_groups, -1, 1) for t in (weight, bias))
-    y = standardize(grouped, reduce_dims("group", grouped.dim()), eps, weight, bias)[0]
-    return y.reshape(input.shape)
+    return standardize(view, reduce_dims("group", view.dim()), eps, weight, bias)[0].reshape(input.shape)
 
 
 def local_response_norm(

@@ -1,17 +1,73 @@
-r"""Hand-derived backward passes, the ones the book derives on the page.
+r"""Hand-derived backward passes, the ones the book derives on the page, as pure functions.
 
 Each function takes the upstream gradient and the forward inputs and returns the gradients
 with respect to those inputs, computed by the closed-form expressions rather than by autograd;
-the tests and the book check them against autograd.
+the tests and the book check them against autograd. :func:`standardize_backward` is the one
+closed form for any reduction set :math:`S_k`; :func:`batch_norm_backward` is its case for batch
+norm. The speed path (:mod:`normlib.fused`) runs the same closed form in place, and calls
+:func:`standardize_backward` itself whenever autograd must be able to follow the backward.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from normlib.core import moments, reduce_dims
+from normlib.core import moments, per_channel, reduce_dims, sum_over
 
-__all__ = ["batch_norm_backward", "weight_norm_backward"]
+__all__ = ["standardize_backward", "batch_norm_backward", "weight_norm_backward"]
+
+
+def standardize_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    dims: tuple[int, ...],
+    eps: float,
+    weight: Tensor | None = None,
+    param_dims: tuple[int, ...] | None = None,
+    center: bool = True,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Gradients of :math:`y = \gamma \hat x + \beta`, :math:`\hat x` standardized over any set :math:`S_k`.
+
+    With :math:`\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}` over ``dims`` (:math:`m` elements
+    in each :math:`S_k`), :math:`g = \gamma\,\partial L/\partial y` and bars for averages over
+    :math:`S_k`:
+
+    .. math::
+
+        \frac{\partial L}{\partial x_i} = \frac{1}{\sqrt{\sigma_k^2 + \epsilon}}
+            \Big(g_i - \overline{g} - \hat x_i \, \overline{g \hat x}\Big), \qquad
+        \frac{\partial L}{\partial \gamma} = \sum \frac{\partial L}{\partial y} \hat x, \qquad
+        \frac{\partial L}{\partial \beta} = \sum \frac{\partial L}{\partial y},
+
+    the parameter sums running over ``param_dims``, the dimensions along which ``weight`` and
+    ``bias`` are constant (by default ``dims``). The three terms: the direct path through
+    :math:`x_i`, the path through :math:`\mu_k` (which removes the mean of :math:`g`), and the
+    path through :math:`\sigma_k` (which removes the component of :math:`g` along
+    :math:`\hat x`). With ``center=False`` (RMSNorm, :math:`\mu = 0`) the middle term is absent.
+    Out-of-place operations only, so autograd can differentiate it again.
+
+    Args:
+        grad_output: :math:`\partial L / \partial y`, shape of ``input``.
+        input: the forward input.
+        dims: the dimensions of :math:`S_k`.
+        eps: the forward's :math:`\epsilon`.
+        weight: :math:`\gamma` broadcast against ``input``, or ``None`` for 1.
+        param_dims: where the parameters are constant; ``None`` for ``dims``.
+        center: ``False`` for RMSNorm.
+
+    Returns:
+        ``(grad_input, grad_weight, grad_bias)``, the last two summed over ``param_dims`` (kept
+        as size-1 dimensions).
+    """
+    mean, var = moments(input, dims, center)
+    inv_std = torch.rsqrt(var + eps)
+    x_hat = (input - mean) * inv_std
+    g = grad_output if weight is None else grad_output * weight
+    g_bar = g.mean(dim=dims, keepdim=True) if center else 0
+    gx_bar = (g * x_hat).mean(dim=dims, keepdim=True)
+    grad_input = inv_std * (g - g_bar - x_hat * gx_bar)
+    param_dims = dims if param_dims is None else param_dims
+    return grad_input, sum_over(grad_output * x_hat, param_dims), sum_over(grad_output, param_dims)
 
 
 def batch_norm_backward(
@@ -30,6 +86,9 @@ def batch_norm_backward(
             \Big(m \frac{\partial L}{\partial y_i} - \frac{\partial L}{\partial \beta}
                  - \hat x_i \frac{\partial L}{\partial \gamma}\Big).
 
+    This is :func:`standardize_backward` with :math:`S_k` the batch and spatial positions of
+    one channel: multiply its bracket by :math:`m/m`.
+
     Args:
         grad_output: :math:`\partial L / \partial y`, shape of ``input``.
         input: the forward input ``(N, C, *)``.
@@ -40,14 +99,8 @@ def batch_norm_backward(
         ``(grad_input, grad_weight, grad_bias)``; the last two have shape ``(C,)``.
     """
     dims = reduce_dims("batch", input.dim())
-    m = input.numel() // input.shape[1]
-    mean, var = moments(input, dims)
-    inv_std = (var + eps).rsqrt()
-    x_hat = (input - mean) * inv_std
-    grad_bias = grad_output.sum(dim=dims, keepdim=True)
-    grad_weight = (grad_output * x_hat).sum(dim=dims, keepdim=True)
-    gamma = 1.0 if weight is None else weight.reshape(grad_bias.shape)
-    grad_input = gamma * inv_std / m * (m * grad_output - grad_bias - x_hat * grad_weight)
+    grad_input, grad_weight, grad_bias = standardize_backward(
+        grad_output, input, dims, eps, per_channel(weight, input.dim()))
     return grad_input, grad_weight.flatten(), grad_bias.flatten()
 
 

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from normlib import functional as NF
-from normlib.core import check_floating
+from normlib.core import affine, check_eps, check_floating, moments, normalize, per_channel, reduce_dims, update_running
+from normlib.distributed import all_reduce_sum, explained_failure, world_size
 
 __all__ = [
     "BatchNorm1d",
@@ -97,11 +98,11 @@ class _NormBase(nn.Module):
         )
 
 
-def _register_affine(module: nn.Module, affine: bool, bias: bool, shape: tuple[int, ...], factory: dict) -> None:
+def _register_affine(module: nn.Module, learnable: bool, bias: bool, shape: tuple[int, ...], factory: dict) -> None:
     """``weight`` (ones) and, with ``bias``, ``bias`` (zeros) of ``shape`` as parameters when
-    ``affine``; otherwise both registered as ``None`` (so that the state_dict has PyTorch's keys)."""
-    module.register_parameter("weight", nn.Parameter(torch.ones(shape, **factory)) if affine else None)
-    module.register_parameter("bias", nn.Parameter(torch.zeros(shape, **factory)) if affine and bias else None)
+    ``learnable``; otherwise both registered as ``None`` (so that the state_dict has PyTorch's keys)."""
+    module.register_parameter("weight", nn.Parameter(torch.ones(shape, **factory)) if learnable else None)
+    module.register_parameter("bias", nn.Parameter(torch.zeros(shape, **factory)) if learnable and bias else None)
 
 
 class _BatchNorm(_NormBase):
@@ -191,6 +192,131 @@ class BatchNorm3d(_BatchNorm):
     """Batch normalization of a ``(N, C, D, H, W)`` input; arguments as :class:`BatchNorm1d`."""
 
     _accepted_dims = (5,)
+
+
+class SyncBatchNorm(_BatchNorm):
+    r"""Batch normalization with statistics over the batch of every process in the group.
+
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma + \beta
+
+    with :math:`\mathrm{E}` and :math:`\mathrm{Var}` (biased; unbiased in ``running_var``) per
+    channel over ``(N, *spatial)`` of the *concatenation* of all processes' inputs. Every
+    process computes, per channel, the count :math:`n_p`, the mean :math:`\mu_p` and the sum of
+    squared deviations :math:`M_p = n_p \sigma_p^2` of its slice (two passes, as
+    :func:`normlib.core.moments`); the processes exchange these :math:`2C + 1` numbers in one
+    all-reduce (:func:`normlib.distributed.all_reduce_sum`, whose backward all-reduces the
+    gradients), and each combines them exactly (Chan, Golub & LeVeque's pairwise rule):
+
+    .. math::
+
+        n = \sum_p n_p, \qquad
+        \mu = \frac{1}{n} \sum_p n_p \mu_p, \qquad
+        \sigma^2 = \frac{1}{n} \sum_p \big( M_p + n_p (\mu_p - \mu)^2 \big).
+
+    Runs on the ``gloo`` backend, so on CPU (PyTorch's ``torch.nn.SyncBatchNorm`` supports only
+    GPUs); :func:`normlib.book.distributed.launch` starts local processes to try it. In
+    evaluation mode, or when ``torch.distributed`` is not initialized or the group has one
+    process, it is plain :class:`normlib.nn.BatchNorm2d` (any 2-D to 5-D input).
+
+    Each process may have a different batch size. The first training step checks that every
+    process has the same number of channels and raises ``ValueError`` on all of them if not.
+    A collective that fails (another process died, or did not arrive within the process
+    group's ``timeout``) raises ``RuntimeError`` saying so.
+
+    Args:
+        num_features, eps, momentum, affine, track_running_stats, bias: as :class:`normlib.nn.BatchNorm2d`.
+        process_group: the group to synchronize over; ``None`` for the default (all processes).
+
+    >>> SyncBatchNorm(3)(torch.randn(4, 3, 2, 2)).shape  # not initialized: plain batch norm
+    torch.Size([4, 3, 2, 2])
+    """
+
+    _accepted_dims = (2, 3, 4, 5)
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group=None,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+        self.process_group = process_group
+        self._channels_checked = False
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not self.training or world_size(self.process_group) == 1:
+            return super().forward(input)
+        self._check_input(input)
+        check_eps(self.eps)
+        if not self._channels_checked:
+            self._check_same_channels_everywhere()
+        momentum = self._count_batch_and_get_momentum()
+        mean, var, count = self._global_moments(input)
+        if count <= 1:
+            raise ValueError(f"SyncBatchNorm in training needs more than 1 value per channel over all processes, got {count}")
+        if self.track_running_stats:
+            update_running(self.running_mean, mean.flatten(), momentum)
+            update_running(self.running_var, var.flatten() * count / (count - 1), momentum)
+        x_hat = normalize(input, reduce_dims("batch", input.dim()), self.eps, mean, var)
+        return affine(x_hat, self.weight, self.bias)
+
+    def _global_moments(self, input: Tensor) -> tuple[Tensor, Tensor, int]:
+        """Global per-channel mean and biased variance (shaped like ``input``'s), and the count."""
+        dims = reduce_dims("batch", input.dim())
+        n_p = input.numel() // input.shape[1]
+        if n_p > 0:
+            mean_p, var_p = moments(input, dims)  # (1, C, 1, ...) each, two-pass
+            mean_p, m2_p = mean_p.flatten(), var_p.flatten() * n_p
+        else:  # an empty slice contributes nothing (and its moments would be NaN)
+            mean_p = m2_p = input.new_zeros(self.num_features) + 0 * input.sum()
+        # Every process writes its (n_p, mu_p, M_p) into its own row; summing the rows over
+        # processes gathers them all, and the sum's backward sends each row's gradient home.
+        world, rank = world_size(self.process_group), torch.distributed.get_rank(self.process_group)
+        row = torch.cat([mean_p.new_full((1,), float(n_p)), mean_p, m2_p])  # (2C + 1,)
+        one_hot = torch.zeros(world, 1, dtype=row.dtype, device=row.device)
+        one_hot[rank] = 1
+        with explained_failure("batch statistics", world):
+            table = all_reduce_sum(one_hot * row, self.process_group)  # (P, 2C + 1)
+        c = self.num_features
+        counts, means, m2s = table[:, :1], table[:, 1 : c + 1], table[:, c + 1 :]  # (P, 1), (P, C), (P, C)
+        count = int(round(counts.sum().item()))
+        mean = (counts * means).sum(dim=0) / count
+        var = (m2s + counts * (means - mean) ** 2).sum(dim=0) / count
+        return per_channel(mean, input.dim()), per_channel(var, input.dim()), count
+
+    def _check_same_channels_everywhere(self) -> None:
+        """One small all-reduce (max of C and of -C), before the first exchange of statistics."""
+        c = torch.tensor([self.num_features, -self.num_features], dtype=torch.float64)
+        with explained_failure("channel counts", world_size(self.process_group)):
+            torch.distributed.all_reduce(c, op=torch.distributed.ReduceOp.MAX, group=self.process_group)
+        largest, smallest = int(c[0]), -int(c[1])
+        if largest != smallest:
+            raise ValueError(
+                f"SyncBatchNorm needs the same number of channels on every process: this one has "
+                f"{self.num_features}, the group has between {smallest} and {largest}"
+            )
+        self._channels_checked = True
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: torch.nn.Module, process_group=None) -> torch.nn.Module:
+        """Replace every batch-norm layer of ``module`` (normlib's or torch's) by a SyncBatchNorm
+        with the same parameters and running statistics, like ``torch.nn.SyncBatchNorm``'s."""
+        if isinstance(module, (_BatchNorm, torch.nn.modules.batchnorm._BatchNorm)) and not isinstance(module, cls):
+            new = cls(module.num_features, module.eps, module.momentum, module.affine,
+                      module.track_running_stats, process_group, bias=module.bias is not None)
+            new.load_state_dict(module.state_dict())
+            new.train(module.training)
+            return new
+        for name, child in module.named_children():
+            module.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return module
 
 
 class _InstanceNorm(_NormBase):
@@ -470,8 +596,3 @@ def weight_norm(module: nn.Module, name: str = "weight", dim: int | None = 0) ->
     """
     parametrize.register_parametrization(module, name, WeightNorm(dim), unsafe=True)
     return module
-
-
-# Batch norm over the batches of all processes (torch.distributed); it lives in normlib.distributed
-# and builds on _BatchNorm above, so it is imported last.
-from normlib.distributed import SyncBatchNorm  # noqa: E402

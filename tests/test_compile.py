@@ -1,7 +1,7 @@
 """normlib under torch.compile: one graph per layer, and the same values and gradients as PyTorch.
 
-Under compilation :func:`normlib.core.standardize` hands the compiler the plain formula
-(:func:`normlib.core.composite`) instead of the hand-scheduled autograd.Function; this checks
+Under compilation :func:`normlib.fused.standardize` hands the compiler the plain formula
+(:func:`normlib.core.formula`) instead of the hand-scheduled autograd.Function; this checks
 that path, which the benchmark times but no notebook runs.
 """
 import pytest

@@ -1,4 +1,4 @@
-"""normlib.distributed.SyncBatchNorm against single-process batch norm, on 2 and 3 local processes.
+"""normlib.nn.SyncBatchNorm against PyTorch's single-process batch norm, on 2 and 3 local processes.
 
 Each test starts fresh processes (gloo on 127.0.0.1) with short collective timeouts, so a
 failure ends in an error within seconds instead of a hang.
@@ -8,7 +8,8 @@ import os
 import pytest
 import torch
 
-from normlib.distributed import SyncBatchNorm, compare_with_single_process, launch
+from normlib.book.distributed import compare_with_single_process, launch
+from normlib.nn import SyncBatchNorm
 
 TIMEOUT = 10.0  # seconds a collective may wait for a peer
 

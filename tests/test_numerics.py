@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 import normlib.functional as NF
-from normlib.core import Standardize, composite, moments, standardize
+from normlib.core import formula, moments
+from normlib.fused import Standardize, standardize
 
 METHODS = {
     "batch": lambda lib, x: lib.batch_norm(x, None, None, training=True),
@@ -48,14 +49,14 @@ LAYOUTS = [((0, 2), (1, 6, 1)), ((2,), (1, 6, 1)), ((1, 2), (6, 5)), ((2,), (5,)
 
 
 @pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
-def test_standardize_equals_the_composite_formula(dims, affine_shape):
+def test_standardize_equals_the_formula(dims, affine_shape):
     x = torch.randn(4, 6, 5, dtype=torch.float64) * 7 + 100
     w, b = (None, None) if affine_shape is None else (torch.rand(affine_shape, dtype=torch.float64) + 0.5, torch.randn(affine_shape, dtype=torch.float64))
-    for got, expected in zip(standardize(x, dims, 1e-5, w, b), composite(x, dims, 1e-5, w, b)):
+    for got, expected in zip(standardize(x, dims, 1e-5, w, b), formula(x, dims, 1e-5, w, b)):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     x32 = x.float()  # float32: the same values up to a few roundings
     w32, b32 = (None, None) if w is None else (w.float(), b.float())
-    for got, expected in zip(standardize(x32, dims, 1e-5, w32, b32), composite(x32, dims, 1e-5, w32, b32)):
+    for got, expected in zip(standardize(x32, dims, 1e-5, w32, b32), formula(x32, dims, 1e-5, w32, b32)):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
