@@ -1,9 +1,10 @@
 r"""The framework behind batch, layer, instance, group and RMS normalization, top to bottom.
 
 Every one of these methods computes, for each element :math:`x_i`, a mean and a variance over a
-set :math:`S_k` of elements that share statistics with it, and then
+set :math:`S_k` of elements that share statistics with it, and then (equation :eq:`normlib-core`)
 
 .. math::
+    :label: normlib-core
 
     \mu_k = \frac{1}{|S_k|} \sum_{i \in S_k} x_i, \qquad
     \sigma_k^2 = \frac{1}{|S_k|} \sum_{i \in S_k} (x_i - \mu_k)^2, \qquad

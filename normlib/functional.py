@@ -62,7 +62,10 @@ def batch_norm(
 ) -> Tensor:
     r"""Batch normalization (Ioffe & Szegedy, 2015).
 
+    In symbols, equation :eq:`normlib-functional-batch-norm`:
+
     .. math::
+        :label: normlib-functional-batch-norm
 
         y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \, \gamma + \beta
 
@@ -123,7 +126,10 @@ def layer_norm(
 ) -> Tensor:
     r"""Layer normalization (Ba, Kiros & Hinton, 2016).
 
+    In symbols, equation :eq:`normlib-functional-layer-norm`:
+
     .. math::
+        :label: normlib-functional-layer-norm
 
         y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \odot \gamma + \beta
 
@@ -153,7 +159,10 @@ def rms_norm(
 ) -> Tensor:
     r"""Root mean square layer normalization (Zhang & Sennrich, 2019).
 
+    In symbols, equation :eq:`normlib-functional-rms-norm`:
+
     .. math::
+        :label: normlib-functional-rms-norm
 
         y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
 
@@ -196,7 +205,10 @@ def instance_norm(
 ) -> Tensor:
     r"""Instance normalization (Ulyanov, Vedaldi & Lempitsky, 2016).
 
+    In symbols, equation :eq:`normlib-functional-instance-norm`:
+
     .. math::
+        :label: normlib-functional-instance-norm
 
         y_{nc} = \frac{x_{nc} - \mathrm{E}[x_{nc}]}{\sqrt{\mathrm{Var}[x_{nc}] + \epsilon}} \gamma_c + \beta_c
 
@@ -245,7 +257,10 @@ def group_norm(
 ) -> Tensor:
     r"""Group normalization (Wu & He, 2018).
 
+    In symbols, equation :eq:`normlib-functional-group-norm`:
+
     .. math::
+        :label: normlib-functional-group-norm
 
         y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma_c + \beta_c
 
@@ -288,7 +303,10 @@ def local_response_norm(
 ) -> Tensor:
     r"""Local response normalization across channels (Krizhevsky, Sutskever & Hinton, 2012).
 
+    In symbols, equation :eq:`normlib-functional-local-response-norm`:
+
     .. math::
+        :label: normlib-functional-local-response-norm
 
         b_c = a_c \left(k + \frac{\alpha}{n} \sum_{c' = c - \lfloor n/2 \rfloor}^{c + \lfloor (n-1)/2 \rfloor} a_{c'}^2\right)^{-\beta}
 
@@ -356,7 +374,10 @@ def weight_norm(v: Tensor, g: Tensor, dim: int | None = 0) -> Tensor:
 def cosine_norm(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
     r"""Cosine normalization of a linear layer (Luo et al., 2018).
 
+    In symbols, equation :eq:`normlib-functional-cosine-norm`:
+
     .. math::
+        :label: normlib-functional-cosine-norm
 
         y_j = \frac{w_j \cdot x}{\max(\lVert w_j \rVert \, \lVert x \rVert, \epsilon)}
 

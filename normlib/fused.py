@@ -3,9 +3,11 @@ r"""The speed path: :func:`normlib.core.formula`'s values with one buffer and a 
 Written op for op, the formula makes about nine passes over a tensor of the input's size forward,
 and autograd keeps every intermediate and walks back through each. :class:`Standardize` computes
 the same ``(y, mean, var)`` as :func:`normlib.core.formula` (its reference, which the tests hold
-it to) in one buffer, and its backward is the closed form of :func:`normlib.grad.standardize_backward`,
+it to) in one buffer, and its backward is the closed form of :func:`normlib.grad.standardize_backward`
+(equation :eq:`normlib-fused`),
 
 .. math::
+    :label: normlib-fused
 
     \frac{\partial L}{\partial x_i} = \frac{1}{\sqrt{\sigma_k^2 + \epsilon}}
     \Big(g_i - \overline{g} - \hat x_i \, \overline{g \hat x}\Big), \qquad

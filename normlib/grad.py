@@ -30,9 +30,10 @@ def standardize_backward(
 
     With :math:`\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}` over ``dims`` (:math:`m` elements
     in each :math:`S_k`), :math:`g = \gamma\,\partial L/\partial y` and bars for averages over
-    :math:`S_k`:
+    :math:`S_k`, equation :eq:`normlib-grad-standardize-backward`:
 
     .. math::
+        :label: normlib-grad-standardize-backward
 
         \frac{\partial L}{\partial x_i} = \frac{1}{\sqrt{\sigma_k^2 + \epsilon}}
             \Big(g_i - \overline{g} - \hat x_i \, \overline{g \hat x}\Big), \qquad
@@ -76,9 +77,10 @@ def batch_norm_backward(
     r"""Gradients of training-mode batch norm (Ioffe & Szegedy, 2015, section 3).
 
     With :math:`\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}`, :math:`y = \gamma \hat x + \beta`
-    and :math:`m` values per channel (sums run over them):
+    and :math:`m` values per channel (sums run over them), equation :eq:`normlib-grad-batch-norm-backward`:
 
     .. math::
+        :label: normlib-grad-batch-norm-backward
 
         \frac{\partial L}{\partial \beta} = \sum_i \frac{\partial L}{\partial y_i}, \qquad
         \frac{\partial L}{\partial \gamma} = \sum_i \frac{\partial L}{\partial y_i} \hat x_i, \qquad
@@ -107,7 +109,10 @@ def batch_norm_backward(
 def weight_norm_backward(grad_w: Tensor, v: Tensor, g: Tensor, dim: int = 0) -> tuple[Tensor, Tensor]:
     r"""Gradients of :math:`w = g\,v/\lVert v\rVert` (Salimans & Kingma, 2016, eq. 3).
 
+    In symbols, equation :eq:`normlib-grad-weight-norm-backward`:
+
     .. math::
+        :label: normlib-grad-weight-norm-backward
 
         \nabla_g L = \frac{\nabla_w L \cdot v}{\lVert v \rVert}, \qquad
         \nabla_v L = \frac{g}{\lVert v \rVert} \nabla_w L - \frac{g \, \nabla_g L}{\lVert v \rVert^2} v

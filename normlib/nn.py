@@ -144,7 +144,10 @@ class _BatchNorm(_NormBase):
 class BatchNorm1d(_BatchNorm):
     r"""Batch normalization of a ``(N, C)`` or ``(N, C, L)`` input (Ioffe & Szegedy, 2015).
 
+    In symbols, equation :eq:`normlib-nn-batchnorm1d`:
+
     .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma + \beta
+        :label: normlib-nn-batchnorm1d
 
     Statistics per channel over ``N`` (and ``L``); biased variance to normalize, unbiased in
     ``running_var``.
@@ -172,7 +175,10 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     r"""Batch normalization of a ``(N, C, H, W)`` input (Ioffe & Szegedy, 2015).
 
+    In symbols, equation :eq:`normlib-nn-batchnorm2d`:
+
     .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma + \beta
+        :label: normlib-nn-batchnorm2d
 
     Statistics per channel over ``(N, H, W)``: ``N·H·W`` values per channel, one
     :math:`(\gamma, \beta)` pair per channel (``2C`` parameters). Arguments as
@@ -197,7 +203,10 @@ class BatchNorm3d(_BatchNorm):
 class SyncBatchNorm(_BatchNorm):
     r"""Batch normalization with statistics over the batch of every process in the group.
 
+    In symbols, equation :eq:`normlib-nn-syncbatchnorm`:
+
     .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma + \beta
+        :label: normlib-nn-syncbatchnorm
 
     with :math:`\mathrm{E}` and :math:`\mathrm{Var}` (biased; unbiased in ``running_var``) per
     channel over ``(N, *spatial)`` of the *concatenation* of all processes' inputs. Every
@@ -205,16 +214,17 @@ class SyncBatchNorm(_BatchNorm):
     squared deviations :math:`M_p = n_p \sigma_p^2` of its slice (two passes, as
     :func:`normlib.core.moments`); the processes exchange these :math:`2C + 1` numbers in one
     all-reduce (:func:`normlib.distributed.all_reduce_sum`, whose backward all-reduces the
-    gradients), and each combines them exactly (Chan, Golub & LeVeque's pairwise rule):
+    gradients), and each combines them exactly (Chan, Golub & LeVeque's pairwise rule), equation :eq:`normlib-nn-syncbatchnorm-combined`:
 
     .. math::
+        :label: normlib-nn-syncbatchnorm-combined
 
         n = \sum_p n_p, \qquad
         \mu = \frac{1}{n} \sum_p n_p \mu_p, \qquad
         \sigma^2 = \frac{1}{n} \sum_p \big( M_p + n_p (\mu_p - \mu)^2 \big).
 
     Runs on the ``gloo`` backend, so on CPU (PyTorch's ``torch.nn.SyncBatchNorm`` supports only
-    GPUs); :func:`normlib.book.distributed.launch` starts local processes to try it. In
+    GPUs); the book's ``normlib.book.distributed.launch`` starts local processes to try it. In
     evaluation mode, or when ``torch.distributed`` is not initialized or the group has one
     process, it is plain :class:`normlib.nn.BatchNorm2d` (any 2-D to 5-D input).
 
@@ -366,7 +376,10 @@ class _InstanceNorm(_NormBase):
 class InstanceNorm1d(_InstanceNorm):
     r"""Instance normalization of a ``(N, C, L)`` or unbatched ``(C, L)`` input (Ulyanov et al., 2016).
 
+    In symbols, equation :eq:`normlib-nn-instancenorm1d`:
+
     .. math:: y_{nc} = \frac{x_{nc} - \mathrm{E}[x_{nc}]}{\sqrt{\mathrm{Var}[x_{nc}] + \epsilon}} \gamma_c + \beta_c
+        :label: normlib-nn-instancenorm1d
 
     Statistics per (sample, channel) over ``L``, biased variance. PyTorch's defaults:
     ``affine=False``, ``track_running_stats=False``.
@@ -407,7 +420,10 @@ class InstanceNorm3d(_InstanceNorm):
 class LayerNorm(nn.Module):
     r"""Layer normalization over the trailing ``normalized_shape`` dimensions (Ba, Kiros & Hinton, 2016).
 
+    In symbols, equation :eq:`normlib-nn-layernorm`:
+
     .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \odot \gamma + \beta
+        :label: normlib-nn-layernorm
 
     Args:
         normalized_shape: the trailing shape to normalize over, e.g. ``(C, H, W)`` or ``d_model``.
@@ -449,7 +465,10 @@ class RMSNorm(nn.Module):
     r"""Root mean square layer normalization over the trailing ``normalized_shape`` dimensions
     (Zhang & Sennrich, 2019).
 
+    In symbols, equation :eq:`normlib-nn-rmsnorm`:
+
     .. math:: y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
+        :label: normlib-nn-rmsnorm
 
     :class:`LayerNorm` without the mean: see :func:`normlib.functional.rms_norm`.
 
@@ -492,7 +511,10 @@ class RMSNorm(nn.Module):
 class GroupNorm(nn.Module):
     r"""Group normalization (Wu & He, 2018).
 
+    In symbols, equation :eq:`normlib-nn-groupnorm`:
+
     .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma_c + \beta_c
+        :label: normlib-nn-groupnorm
 
     Statistics per sample and group over the group's ``C / G`` channels and every spatial
     position (biased variance); per-channel affine, ``2C`` parameters.
@@ -541,7 +563,10 @@ class GroupNorm(nn.Module):
 class LocalResponseNorm(nn.Module):
     r"""Local response normalization across neighbouring channels (Krizhevsky et al., 2012).
 
+    In symbols, equation :eq:`normlib-nn-localresponsenorm`:
+
     .. math:: b_c = a_c \left(k + \frac{\alpha}{n}\sum_{c'} a_{c'}^2\right)^{-\beta}
+        :label: normlib-nn-localresponsenorm
 
     over the ``n = size`` channels around ``c``. No learnable parameters. See
     :func:`normlib.functional.local_response_norm` for the window and the :math:`\alpha/n`
