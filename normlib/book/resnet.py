@@ -3,7 +3,7 @@
 One block computes ``x + α · f(x)`` on a residual stream of ``width`` features; its branch ``f``
 is two linear layers, in one of two orders:
 
-- ``placement="pre"`` (the pre-activation order of He et al. 2016, which De & Smith 2020 use):
+- ``placement="pre"`` (the pre-activation order of ResNet v2, He et al. 2016):
   ``norm → ReLU → Linear → norm → ReLU → Linear``;
 - ``placement="end"``: ``Linear → norm → ReLU → Linear → norm``, a normalization at the end of
   the branch.
