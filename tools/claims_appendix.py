@@ -209,6 +209,7 @@ BADGES = {
     "holds": "{bdg-success}`holds`",
     "holds approximately": "{bdg-warning}`holds approximately`",
     "does not hold as written": "{bdg-danger}`does not hold as written`",
+    "not shown at this scale": "{bdg-info}`not shown at this scale`",
     None: "{bdg-muted}`not checked yet`",
 }
 
