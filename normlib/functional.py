@@ -399,3 +399,124 @@ def cosine_norm(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
         )
     norms = input.norm(dim=1, keepdim=True) * weight.norm(dim=1)  # (N, out)
     return input @ weight.T / norms.clamp_min(eps)
+
+
+# =============================================================================================
+# Batch renormalization and weight standardization (issue 15). Appended as a section of its own;
+# like everything above, each is a few lines on normlib.core.
+# =============================================================================================
+
+__all__ += ["batch_renorm", "weight_standardization"]
+
+
+def batch_renorm(
+    input: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    rmax: float = 3.0,
+    dmax: float = 5.0,
+) -> Tensor:
+    r"""Batch renormalization (Ioffe, 2017).
+
+    .. math::
+
+        \hat x = \frac{x - \mu_B}{\sigma_B}\, r + d, \qquad
+        r = \operatorname{sg}\Big(\operatorname{clip}_{[1/r_{\max},\, r_{\max}]}\frac{\sigma_B}{\sigma}\Big), \qquad
+        d = \operatorname{sg}\Big(\operatorname{clip}_{[-d_{\max},\, d_{\max}]}\frac{\mu_B - \mu}{\sigma}\Big), \qquad
+        y = \gamma \hat x + \beta
+
+    with :math:`\mu_B`, :math:`\sigma_B = \sqrt{\mathrm{Var}_B[x] + \epsilon}` the batch statistics
+    (biased variance, per channel over ``(N, *spatial)`` as in :func:`batch_norm`),
+    :math:`\mu` = ``running_mean``, :math:`\sigma = \sqrt{\text{running\_var} + \epsilon}`, and
+    :math:`\operatorname{sg}` a stop-gradient: ``r`` and ``d`` are treated as constants by the
+    backward pass. Where the clips are inactive, :math:`\hat x = (x - \mu)/\sigma`: training uses
+    the same transform as inference. ``rmax = 1``, ``dmax = 0`` give ``r = 1``, ``d = 0``, i.e.
+    batch norm. The running statistics are updated in place exactly as :func:`batch_norm` does
+    (PyTorch's momentum convention, unbiased ``running_var``), so they are BN's buffers; the
+    paper's moving average of :math:`\sigma` itself is replaced by that of the variance.
+    In evaluation (``training=False``) the output is :func:`batch_norm`'s in evaluation.
+
+    Args:
+        input: ``(N, C)`` or ``(N, C, *spatial)``.
+        running_mean, running_var: ``(C,)`` buffers (required: ``r`` and ``d`` are computed from them).
+        weight, bias: ``(C,)`` :math:`\gamma` and :math:`\beta`, or ``None``.
+        training: renormalize with batch statistics and update the running ones. Default ``False``.
+        momentum: weight of the new batch statistic in the running average. Default ``0.1``.
+        eps: added to the variances. Default ``1e-5``.
+        rmax: bound of ``r`` (at least 1). Default ``3.0``, the paper's final value.
+        dmax: bound of ``|d|`` (at least 0). Default ``5.0``, the paper's final value.
+
+    >>> x = torch.randn(16, 3, 4, 4, dtype=torch.float64)
+    >>> rm, rv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    >>> y = batch_renorm(x, rm, rv, training=True, rmax=1.0, dmax=0.0)  # no correction: batch norm
+    >>> torch.allclose(y, F.batch_norm(x, None, None, training=True), atol=1e-12)
+    True
+    """
+    check_floating(input)
+    check_eps(eps)
+    if not rmax >= 1:
+        raise ValueError(f"rmax must be at least 1 (r is clipped to [1/rmax, rmax]), got {rmax}")
+    if not dmax >= 0:
+        raise ValueError(f"dmax must be non-negative (d is clipped to [-dmax, dmax]), got {dmax}")
+    if input.dim() < 2:
+        raise ValueError(f"input must be (N, C) or (N, C, *spatial), got {input.dim()}-D shape {tuple(input.shape)}")
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_renorm needs running_mean and running_var (r and d are computed from them), got None")
+    channels = input.shape[1]
+    for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
+        check_per_channel(t, channels, name)
+    dims = reduce_dims("batch", input.dim())
+    mu, var = per_channel(running_mean, input.dim()), per_channel(running_var, input.dim())
+    if not training:
+        return affine(normalize(input, dims, eps, mu, var), weight, bias)
+    m = input.numel() // channels
+    if m <= 1:
+        raise ValueError(
+            f"batch_renorm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
+        )
+    x_hat_b, mean_b, var_b = standardize(input, dims, eps)  # (x - mu_B) / sigma_B, and the batch statistics
+    with torch.no_grad():  # r and d are constants for the backward pass (stop-gradient)
+        sigma_b, sigma = torch.sqrt(var_b + eps), torch.sqrt(var + eps)
+        r = (sigma_b / sigma).clamp(1 / rmax, rmax)
+        d = ((mean_b - mu) / sigma).clamp(-dmax, dmax)
+    y = affine(x_hat_b * r + d, weight, bias)
+    update_running(running_mean, mean_b.flatten(), momentum)
+    update_running(running_var, var_b.flatten() * m / (m - 1), momentum)
+    return y
+
+
+def weight_standardization(weight: Tensor, eps: float = 1e-5) -> Tensor:
+    r"""Weight standardization (Qiao et al., 2019): each output filter standardized over its fan-in.
+
+    .. math::
+
+        \hat W_{i,j} = \frac{W_{i,j} - \mu_i}{\sqrt{\sigma_i^2 + \epsilon}}, \qquad
+        \mu_i = \frac{1}{I}\sum_j W_{i,j}, \qquad \sigma_i^2 = \frac{1}{I}\sum_j (W_{i,j} - \mu_i)^2
+
+    for a weight of shape ``(out, *fan_in)`` (a ``Linear`` weight ``(out, in)``, a ``Conv2d``
+    weight ``(out, in / groups, kH, kW)``): row :math:`i` is output filter :math:`i`, and the
+    :math:`I` = ``in / groups · kH · kW`` values of its fan-in share one mean and one (biased)
+    variance. This is :func:`normlib.core.normalize` with the statistics over every dimension but
+    the first, so gradients flow through :math:`\mu_i` and :math:`\sigma_i` (the paper's point).
+    There is no affine step: a normalization layer (GN, BN) is expected to follow. The paper's
+    equation puts :math:`\epsilon` under the square root, as here; its released code adds ``1e-5``
+    to the unbiased standard deviation instead, which differs by far less than the weights' spread.
+
+    >>> w = weight_standardization(torch.randn(8, 3, 3, 3, dtype=torch.float64))
+    >>> w.mean(dim=(1, 2, 3)).abs().max() < 1e-12, (w.var(dim=(1, 2, 3), unbiased=False) - 1).abs().max() < 1e-3
+    (tensor(True), tensor(True))
+    """
+    check_floating(weight, "weight")
+    check_eps(eps)
+    if weight.dim() < 2:
+        raise ValueError(
+            f"weight must be (out, *fan_in) with at least 2 dimensions, got {weight.dim()}-D shape {tuple(weight.shape)}"
+        )
+    if math.prod(weight.shape[1:]) <= 1:
+        raise ValueError(f"weight standardization needs more than 1 value per filter, got shape {tuple(weight.shape)}")
+    return normalize(weight, tuple(range(1, weight.dim())), eps)

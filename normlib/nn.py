@@ -621,3 +621,191 @@ def weight_norm(module: nn.Module, name: str = "weight", dim: int | None = 0) ->
     """
     parametrize.register_parametrization(module, name, WeightNorm(dim), unsafe=True)
     return module
+
+
+# =============================================================================================
+# Batch renormalization and weight standardization (issue 15). Appended as a section of its own:
+# the modules keep state and call normlib.functional.batch_renorm / weight_standardization.
+# =============================================================================================
+
+__all__ += ["BatchRenorm1d", "BatchRenorm2d", "WeightStandardization", "weight_standardization", "WSConv2d"]
+
+
+class _BatchRenorm(_BatchNorm):
+    r"""Batch renormalization (Ioffe, 2017); see :func:`normlib.functional.batch_renorm`.
+
+    The parameters and buffers are batch norm's, with batch norm's names (``weight``, ``bias``,
+    ``running_mean``, ``running_var``, ``num_batches_tracked``), so a state_dict of
+    ``torch.nn.BatchNorm2d`` loads into :class:`BatchRenorm2d` and the other way round. In
+    evaluation mode the layer is batch norm in evaluation mode.
+
+    The warm-up (the paper trains with plain BN first, then relaxes the bounds on ``r`` and ``d``
+    gradually) is the argument ``warmup = (start, end)``, counted in training batches
+    (``num_batches_tracked``): before ``start`` the bounds are ``rmax = 1``, ``dmax = 0`` (batch
+    norm); between ``start`` and ``end`` they grow linearly to ``rmax`` and ``dmax``; from
+    ``end`` on they are ``rmax`` and ``dmax``. The default ``(0, 0)`` uses the full bounds from
+    the first batch. (The paper trains its first steps with BN alone, then relaxes the bounds
+    gradually to ``rmax = 3``, ``dmax = 5``.)
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        warmup: tuple[int, int] = (0, 0),
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype)
+        check_eps(eps)  # renormalization always uses batch statistics in training
+        if not rmax >= 1:
+            raise ValueError(f"rmax must be at least 1 (r is clipped to [1/rmax, rmax]), got {rmax}")
+        if not dmax >= 0:
+            raise ValueError(f"dmax must be non-negative (d is clipped to [-dmax, dmax]), got {dmax}")
+        start, end = warmup
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end):
+            raise ValueError(f"warmup must be (start, end) with integers 0 <= start <= end, got {warmup!r}")
+        self.rmax, self.dmax, self.warmup = float(rmax), float(dmax), (start, end)
+
+    def bounds(self, step: int) -> tuple[float, float]:
+        """``(rmax, dmax)`` for training batch number ``step`` (0 for the first), by the warm-up."""
+        start, end = self.warmup
+        if step < start:
+            ramp = 0.0
+        elif step >= end:
+            ramp = 1.0
+        else:
+            ramp = (step - start) / (end - start)
+        return 1.0 + (self.rmax - 1.0) * ramp, self.dmax * ramp
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input(input)
+        step = int(self.num_batches_tracked)
+        momentum = self._count_batch_and_get_momentum()
+        rmax, dmax = self.bounds(step)
+        return NF.batch_renorm(
+            input, self.running_mean, self.running_var, self.weight, self.bias,
+            self.training, momentum, self.eps, rmax, dmax,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"rmax={self.rmax}, dmax={self.dmax}, warmup={self.warmup}"
+        )
+
+
+class BatchRenorm1d(_BatchRenorm):
+    r"""Batch renormalization of a ``(N, C)`` or ``(N, C, L)`` input (Ioffe, 2017).
+
+    .. math:: y = \gamma \Big(\frac{x - \mu_B}{\sigma_B} r + d\Big) + \beta
+
+    with ``r`` and ``d`` the clipped, stop-gradient corrections of
+    :func:`normlib.functional.batch_renorm`; buffers, evaluation mode and warm-up as
+    :class:`BatchRenorm2d`.
+
+    >>> brn = BatchRenorm1d(4, rmax=3.0, dmax=5.0, warmup=(100, 500))
+    >>> brn.bounds(0), brn.bounds(300), brn.bounds(1000)
+    ((1.0, 0.0), (2.0, 2.5), (3.0, 5.0))
+    """
+
+    _accepted_dims = (2, 3)
+
+
+class BatchRenorm2d(_BatchRenorm):
+    r"""Batch renormalization of a ``(N, C, H, W)`` input (Ioffe, 2017).
+
+    .. math:: y = \gamma \Big(\frac{x - \mu_B}{\sigma_B} r + d\Big) + \beta, \quad
+        r = \operatorname{clip}_{[1/r_{\max}, r_{\max}]}\frac{\sigma_B}{\sigma}, \quad
+        d = \operatorname{clip}_{[-d_{\max}, d_{\max}]}\frac{\mu_B - \mu}{\sigma}
+
+    ``r`` and ``d`` are constants for the backward pass; :math:`\mu`, :math:`\sigma^2` are the
+    running statistics. Statistics per channel over ``(N, H, W)`` as :class:`BatchNorm2d`.
+
+    Args:
+        num_features: ``C``.
+        eps: added to the variances. Default ``1e-5``.
+        momentum: running-average weight of the new batch (``None``: cumulative). Default ``0.1``.
+        affine: learn ``weight`` and ``bias``. Default ``True``.
+        rmax: bound of ``r``, at least 1. Default ``3.0``.
+        dmax: bound of ``|d|``, at least 0. Default ``5.0``.
+        warmup: ``(start, end)`` in training batches: plain BN before ``start``, bounds relaxed
+            linearly to ``(rmax, dmax)`` until ``end``. Default ``(0, 0)`` (no warm-up).
+
+    Shape: ``(N, C, H, W)``, output the same.
+
+    >>> brn = BatchRenorm2d(3)
+    >>> brn.load_state_dict(torch.nn.BatchNorm2d(3).state_dict())
+    <All keys matched successfully>
+    >>> brn(torch.randn(8, 3, 4, 4)).shape
+    torch.Size([8, 3, 4, 4])
+    """
+
+    _accepted_dims = (4,)
+
+
+class WeightStandardization(nn.Module):
+    """The weight-standardization parametrization (Qiao et al., 2019): ``weight`` is computed as
+    :func:`normlib.functional.weight_standardization` of the stored ``original`` weight.
+
+    Used through :func:`weight_standardization`, or directly with
+    ``torch.nn.utils.parametrize.register_parametrization(conv, "weight", WeightStandardization())``.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        check_eps(eps)
+        self.eps = eps
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return NF.weight_standardization(weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}"
+
+
+def weight_standardization(module: nn.Module, name: str = "weight", eps: float = 1e-5) -> nn.Module:
+    """Reparametrize ``module.<name>`` as its standardized form (each output filter mean 0, variance 1).
+
+    PyTorch's idiom (``torch.nn.utils.parametrize``): the learnable tensor is
+    ``parametrizations.weight.original``; ``module.weight`` is recomputed from it on every access.
+
+    >>> conv = weight_standardization(torch.nn.Conv2d(3, 8, 3))
+    >>> sorted(conv.state_dict())
+    ['bias', 'parametrizations.weight.original']
+    >>> bool(conv.weight.mean(dim=(1, 2, 3)).abs().max() < 1e-6)
+    True
+    """
+    parametrize.register_parametrization(module, name, WeightStandardization(eps))
+    return module
+
+
+class WSConv2d(nn.Conv2d):
+    r"""A ``Conv2d`` whose filters are standardized on every forward pass (Qiao et al., 2019).
+
+    .. math:: y = \hat W * x + b, \qquad \hat W_i = \frac{W_i - \mu_i}{\sqrt{\sigma_i^2 + \epsilon}}
+
+    with :math:`\mu_i`, :math:`\sigma_i^2` the mean and biased variance of filter :math:`i`'s
+    ``in_channels / groups · kH · kW`` weights. Arguments are ``torch.nn.Conv2d``'s plus ``eps``;
+    the state_dict keys are ``Conv2d``'s (``weight`` holds the raw, unstandardized weights), so
+    a ``Conv2d``'s state_dict loads. The same layer as ``weight_standardization(nn.Conv2d(...))``.
+
+    >>> conv = WSConv2d(3, 8, 3, padding=1)
+    >>> conv(torch.randn(2, 3, 5, 5)).shape, sorted(conv.state_dict())
+    (torch.Size([2, 8, 5, 5]), ['bias', 'weight'])
+    """
+
+    def __init__(self, *args, eps: float = 1e-5, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        check_eps(eps)
+        self.eps = eps
+
+    def forward(self, input: Tensor) -> Tensor:
+        return self._conv_forward(input, NF.weight_standardization(self.weight, self.eps), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", eps={self.eps}"

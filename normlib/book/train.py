@@ -7,7 +7,7 @@ through :func:`torch.manual_seed`, the order of the mini-batches by a generator 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -28,8 +28,14 @@ def mlp(
     norm: NormFactory = None,
     activation: Callable[[], nn.Module] = nn.ReLU,
     init_scale: float | None = None,
+    norm_after_activation: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> nn.Sequential:
     """``depth`` hidden layers of ``Linear -> [norm] -> activation``, then a linear classifier.
+
+    ``norm_after_activation`` puts the normalization after the activation instead
+    (``Linear -> activation -> norm``); ``dtype`` is the parameters' (``torch.float64`` for the
+    experiments whose printed results must not depend on rounding).
 
     ``norm`` builds the normalization layer from the width (``normlib.nn.BatchNorm1d``, say);
     ``init_scale``, if given, draws every hidden weight from ``N(0, init_scale² / fan_in)``
@@ -42,10 +48,14 @@ def mlp(
         if init_scale is not None:
             nn.init.normal_(linear.weight, std=init_scale / math.sqrt(width))
             nn.init.zeros_(linear.bias)
-        layers += [linear] + ([norm(hidden)] if norm else []) + [activation()]
+        normalization = [norm(hidden)] if norm else []
+        if norm_after_activation:
+            layers += [linear, activation()] + normalization
+        else:
+            layers += [linear] + normalization + [activation()]
         width = hidden
     layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(dtype) if dtype is not None else nn.Sequential(*layers)
 
 
 def small_cnn(norm: NormFactory = None, channels: int = 16, num_classes: int = 10) -> nn.Sequential:
@@ -100,6 +110,8 @@ def fit(
     weight_decay: float = 0.0,
     seed: int = 0,
     on_step: Callable[[nn.Module, int], None] | None = None,
+    batches: Callable[[torch.Generator], Iterable[Tensor]] | None = None,
+    train_mode: Callable[[nn.Module], None] | None = None,
 ) -> History:
     """Train ``model`` with mini-batch SGD and cross-entropy on ``data``.
 
@@ -109,6 +121,12 @@ def fit(
     (a batch of one would break batch norm). ``on_step(model, step)`` is called after every
     update, for experiments that watch the model while it trains. Training stops early, with
     ``nan`` recorded, if the loss stops being finite.
+
+    Two hooks for the experiments of the practice chapter: ``batches(generator)``, if given,
+    yields one epoch's mini-batches as index tensors into the training set (batches that each
+    hold few classes, say) instead of the seeded permutation; ``train_mode(model)``, if given, is
+    called after ``model.train()`` at the start of every epoch (to keep BN layers in evaluation
+    mode while fine-tuning, say).
     """
     model.to(data.x_train.dtype)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -118,9 +136,14 @@ def fit(
     step = 0
     for _ in range(epochs):
         model.train()
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]
+        if train_mode is not None:
+            train_mode(model)
+        if batches is None:
+            order = torch.randperm(n, generator=gen)
+            epoch = [order[start : start + batch_size] for start in range(0, n - batch_size + 1, batch_size)]
+        else:
+            epoch = batches(gen)
+        for idx in epoch:
             loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
             opt.zero_grad()
             loss.backward()
