@@ -47,7 +47,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test-lib: setup
-	$(PY) -m pytest --doctest-modules tests normlib --ignore=tests/browser --ignore=tests/book
+	$(PY) -m pytest -n 2 --doctest-modules tests normlib --ignore=tests/browser --ignore=tests/book
 
 # nbval over every notebook of book/, or only NB="book/x.ipynb ...", on both rounding paths at once.
 test-notebooks: setup

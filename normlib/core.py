@@ -46,6 +46,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+#: Input dtypes whose statistics and arithmetic run in float32 (PyTorch's kernels accumulate so);
+#: the output is cast back to the input's dtype.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
 #: Which named axes of an ``(N, C, *spatial)`` input each method averages over. ``"G"`` means
 #: "the channels of one group", which group norm gets by reshaping ``C`` into ``(G, C // G)``.
 REDUCTION_AXES: dict[str, tuple[str, ...]] = {
@@ -76,8 +80,11 @@ def reduce_dims(method: str, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(d for axis in REDUCTION_AXES[method] for d in named[axis]))
 
 
-def moments(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
+def moments(x: Tensor, dims: Sequence[int], center: bool = True) -> tuple[Tensor, Tensor]:
     """Mean and biased variance of ``x`` over ``dims`` (kept as size-1 dimensions).
+
+    With ``center=False`` (RMSNorm) the mean is taken to be 0: the "variance" is then the mean
+    square :math:`\overline{x^2}` (of ``x * x``, also for complex ``x``, as PyTorch's ``rms_norm``).
 
     Two passes: first the mean, then the mean of the squared deviations from it. This is exact
     up to rounding whatever the offset of the data, unlike the one-pass formula
@@ -92,6 +99,9 @@ def moments(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
     (2.5, 1.25)
     """
     dims = tuple(dims)
+    if not center:
+        mean_square = (x * x).mean(dim=dims, keepdim=True)
+        return torch.zeros_like(mean_square), mean_square
     mean = x.mean(dim=dims, keepdim=True)
     mean = mean + (x - mean).mean(dim=dims, keepdim=True)  # correct the first pass's rounding
     var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
@@ -137,7 +147,14 @@ def _sum_times(t: Tensor, weight: Tensor | None, dims: tuple[int, ...]) -> Tenso
     return _sum(t * weight, dims)
 
 
-def composite(x: Tensor, dims: tuple[int, ...], eps: float, weight: Tensor | None = None, bias: Tensor | None = None):
+def composite(
+    x: Tensor,
+    dims: tuple[int, ...],
+    eps: float,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    center: bool = True,
+):
     r"""``(y, mean, var)`` by the formula, op for op: :func:`moments`, :math:`(x - \mu)/\sqrt{\sigma^2+\epsilon}`,
     then :math:`\gamma \hat x + \beta`. Autograd differentiates it through every intermediate.
     :class:`Standardize` computes the same values with fewer passes over memory.
@@ -145,10 +162,10 @@ def composite(x: Tensor, dims: tuple[int, ...], eps: float, weight: Tensor | Non
     Under ``torch.compile`` the statistics are ``torch.var_mean``, which the compiler turns into
     one loop of Welford's update (as robust to a large mean as two passes); in eager mode that
     kernel is slow on a CPU for these layouts, so :func:`moments` is used there."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() and center:
         var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
     else:
-        mean, var = moments(x, dims)
+        mean, var = moments(x, dims, center)
     y = (x - mean) * torch.rsqrt(var + eps)
     if weight is not None:
         y = y * weight
@@ -185,14 +202,19 @@ class Standardize(torch.autograd.Function):
     generate_vmap_rule = True  # torch.func.vmap runs forward and backward per sample
 
     @staticmethod
-    def forward(x, weight, bias, dims: tuple[int, ...], eps: float):
-        mean = x.mean(dim=dims, keepdim=True)
-        y = x - mean  # the output's buffer
-        c = y.mean(dim=dims, keepdim=True)  # the first pass's rounding, small
-        var = _mean_square(y, dims).sub_(c * c).clamp_min_(0)
-        mean = mean + c
-        inv_std = torch.rsqrt(var + eps)
-        y = y.sub_(c).mul_(inv_std)
+    def forward(x, weight, bias, dims: tuple[int, ...], eps: float, center: bool):
+        if center:
+            mean = x.mean(dim=dims, keepdim=True)
+            y = x - mean  # the output's buffer
+            c = y.mean(dim=dims, keepdim=True)  # the first pass's rounding, small
+            var = _mean_square(y, dims).sub_(c * c).clamp_min_(0)
+            mean = mean + c
+            inv_std = torch.rsqrt(var + eps)
+            y = y.sub_(c).mul_(inv_std)
+        else:  # RMSNorm: no mean, the mean square in place of the variance
+            var = _mean_square(x, dims)
+            mean = torch.zeros_like(var)
+            y = x * torch.rsqrt(var + eps)
         if weight is not None:
             y = y.mul_(weight)
         if bias is not None:
@@ -201,12 +223,13 @@ class Standardize(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias, dims, eps = inputs
+        x, weight, bias, dims, eps, center = inputs
         _, mean, var = output
         saved = (x, weight, bias, mean, torch.rsqrt(var + eps))
         ctx.save_for_backward(*saved)
         ctx.save_for_forward(*saved)
         ctx.dims, ctx.eps, ctx.m = dims, eps, math.prod(x.shape[d] for d in dims)  # m = |S_k|
+        ctx.center = center
         params = weight if weight is not None else bias
         if params is None:  # no affine step: nothing to sum for it
             ctx.param_dims = dims
@@ -221,6 +244,11 @@ class Standardize(torch.autograd.Function):
         if grad_mean is not None or grad_var is not None or torch.is_grad_enabled() or grad_y is None:
             return Standardize._differentiable_backward(ctx, grad_y, grad_mean, grad_var)
         dims, m = ctx.dims, ctx.m
+        if m == 1 and ctx.center:  # x_hat = 0 whatever x is, so y = bias and the input gradient is exactly zero
+            grad_x = torch.zeros_like(x)
+            grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+            grad_bias = _sum(grad_y, ctx.param_dims).reshape(bias.shape) if ctx.needs_input_grad[2] else None
+            return grad_x, grad_weight, grad_bias, None, None, None
         shared = tuple(d for d in dims if d in ctx.param_dims)  # S_k and one parameter value in common
         over_params = tuple(d for d in ctx.param_dims if d not in shared)
         over_stats = tuple(d for d in dims if d not in shared)
@@ -228,14 +256,15 @@ class Standardize(torch.autograd.Function):
         sum_gx = _sum(buffer, shared)
         grad_weight = _sum(sum_gx, over_params).reshape(weight.shape) if ctx.needs_input_grad[1] else None
         gx_bar = _sum_times(sum_gx, weight, over_stats) / m  # mean of g * x_hat, with g = weight * grad_y
-        sum_g = _sum(grad_y, shared)
+        sum_g = _sum(grad_y, shared) if ctx.center or ctx.needs_input_grad[2] else None
         grad_bias = _sum(sum_g, over_params).reshape(bias.shape) if ctx.needs_input_grad[2] else None
-        g_bar = _sum_times(sum_g, weight, over_stats) / m  # mean of g
         del sum_gx
         # inv_std * (g - g_bar - x_hat * gx_bar), with x_hat = (x - mean) * inv_std, in the same buffer
-        grad_x = torch.sub(x, mean, out=buffer).mul_(-gx_bar * inv_std).sub_(g_bar)
+        grad_x = torch.sub(x, mean, out=buffer).mul_(-gx_bar * inv_std)
+        if ctx.center:  # RMSNorm has no mean, so no g_bar
+            grad_x = grad_x.sub_(_sum_times(sum_g, weight, over_stats) / m)  # g_bar, the mean of g
         grad_x = grad_x.add_(grad_y) if weight is None else grad_x.addcmul_(grad_y, weight)
-        return grad_x.mul_(inv_std), grad_weight, grad_bias, None, None
+        return grad_x.mul_(inv_std), grad_weight, grad_bias, None, None, None
 
     @staticmethod
     def _differentiable_backward(ctx, grad_y, grad_mean, grad_var):
@@ -243,13 +272,13 @@ class Standardize(torch.autograd.Function):
         that autograd (second derivatives) and ``torch.func`` transforms can follow every step."""
         x, weight, bias, _, _ = ctx.saved_tensors
         dims, m = ctx.dims, ctx.m
-        mean, var = moments(x, dims)
+        mean, var = moments(x, dims, ctx.center)
         inv_std = torch.rsqrt(var + ctx.eps)
         x_hat = (x - mean) * inv_std
         grad_x = grad_weight = grad_bias = None
         if grad_y is not None:
             g = grad_y if weight is None else grad_y * weight
-            g_bar = g.mean(dim=dims, keepdim=True)
+            g_bar = g.mean(dim=dims, keepdim=True) if ctx.center else 0
             gx_bar = (g * x_hat).mean(dim=dims, keepdim=True)
             grad_x = inv_std * (g - g_bar - x_hat * gx_bar)
             if ctx.needs_input_grad[1]:
@@ -257,17 +286,17 @@ class Standardize(torch.autograd.Function):
             if ctx.needs_input_grad[2]:
                 grad_bias = _sum(grad_y, ctx.param_dims).reshape(bias.shape)
         for extra in (
-            None if grad_mean is None else (grad_mean / m).expand_as(x),  # d mean / d x_i = 1 / m
+            None if grad_mean is None or not ctx.center else (grad_mean / m).expand_as(x),  # d mean / d x_i = 1 / m
             None if grad_var is None else 2 / m * grad_var * (x - mean),  # d var / d x_i = 2 (x_i - mean) / m
         ):
             if extra is not None:
                 grad_x = extra if grad_x is None else grad_x + extra
         if grad_x is None:
             grad_x = torch.zeros_like(x)
-        return grad_x, grad_weight, grad_bias, None, None
+        return grad_x, grad_weight, grad_bias, None, None, None
 
     @staticmethod
-    def jvp(ctx, x_t, weight_t, bias_t, _dims, _eps):
+    def jvp(ctx, x_t, weight_t, bias_t, _dims, _eps, _center):
         """Forward-mode derivative (``torch.func.jvp``, ``jacfwd``, ``hessian``): the tangents of
         ``mean``, ``var`` and ``y`` from the tangents of ``x``, ``weight`` and ``bias``."""
         x, weight, bias, mean, inv_std = ctx.saved_tensors
@@ -275,7 +304,7 @@ class Standardize(torch.autograd.Function):
         centered = x - mean
         x_hat = centered * inv_std
         x_t = torch.zeros_like(x) if x_t is None else x_t
-        mean_t = x_t.mean(dim=dims, keepdim=True)
+        mean_t = x_t.mean(dim=dims, keepdim=True) if ctx.center else torch.zeros_like(mean)
         var_t = 2 * (centered * x_t).mean(dim=dims, keepdim=True)
         x_hat_t = inv_std * (x_t - mean_t) - x_hat * (0.5 * inv_std**2 * var_t)
         y_t = x_hat_t if weight is None else x_hat_t * weight
@@ -292,13 +321,15 @@ def standardize(
     eps: float,
     weight: Tensor | None = None,
     bias: Tensor | None = None,
+    center: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r""":math:`\gamma \hat x + \beta` with the batch statistics of ``x`` over ``dims``, and those statistics.
 
     Returns ``(y, mean, var)`` (``mean`` and the biased ``var`` as size-1 dimensions), so a
     caller that keeps running statistics (batch norm, instance norm) gets them without a second
     pass. ``weight`` and ``bias`` are ``None`` (then ``y`` is :math:`\hat x`) or broadcast
-    against ``x``. The work is :class:`Standardize`'s (the closed-form backward); under
+    against ``x``. With ``center=False`` (RMSNorm) the mean is not subtracted and the mean
+    square takes the variance's place. The work is :class:`Standardize`'s (the closed-form backward); under
     ``torch.compile`` it is :func:`composite`, whose graph the compiler fuses itself.
 
     >>> x = torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=torch.float64)
@@ -307,9 +338,13 @@ def standardize(
     [[-1.0, 1.0, -1.0, 1.0], [2.0, 6.0], [1.0, 1.0]]
     """
     dims = tuple(sorted(d % x.dim() for d in dims))
-    if x.is_complex() or torch.compiler.is_compiling():
-        return composite(x, dims, eps, weight, bias)
-    return Standardize.apply(x, weight, bias, dims, eps)
+    if x.dtype in LOW_PRECISION:  # accumulate in float32, as PyTorch's kernels do
+        weight, bias = (None if t is None else t.float() for t in (weight, bias))
+        y, mean, var = standardize(x.float(), dims, eps, weight, bias, center)
+        return y.to(x.dtype), mean, var
+    if torch.compiler.is_compiling() or x.is_complex():
+        return composite(x, dims, eps, weight, bias, center)
+    return Standardize.apply(x, weight, bias, dims, eps, center)
 
 
 def normalize(
@@ -332,6 +367,8 @@ def normalize(
     """
     if mean is None or var is None:
         return standardize(x, dims, eps)[0]
+    if x.dtype in LOW_PRECISION:  # in float32, as PyTorch's kernels do
+        return ((x.float() - mean) * torch.rsqrt(var.float() + eps)).to(x.dtype)
     return (x - mean) * torch.rsqrt(var + eps)
 
 
@@ -369,16 +406,23 @@ def affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None, channel_di
 # argument, what was expected, and what was given.
 
 
-def check_floating(input: Tensor, name: str = "input") -> None:
+def check_floating(input: Tensor, name: str = "input", complex: bool = False) -> None:
+    """A real floating-point tensor (or, with ``complex=True``, a complex one too), as PyTorch's
+    kernels require: they raise on integer and complex input where plain formulas would not."""
     if not isinstance(input, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(input).__name__}")
-    if not (input.is_floating_point() or input.is_complex()):
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {input.dtype}")
+    if not (input.is_floating_point() or (complex and input.is_complex())):
+        kind = "floating-point or complex" if complex else "real floating-point"
+        raise ValueError(f"{name} must be a {kind} tensor, got dtype {input.dtype}")
 
 
-def check_eps(eps: float) -> None:
-    if not eps > 0:
-        raise ValueError(f"eps must be positive (it keeps 1/sqrt(var + eps) finite), got {eps}")
+def check_eps(eps: float, training: bool = True) -> None:
+    """PyTorch's rule for batch norm, checked at forward time: ``eps > 0`` in training (the batch
+    variance may be 0) and ``eps >= 0`` with running statistics."""
+    if training and not eps > 0:
+        raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    if not eps >= 0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
 
 
 def check_per_channel(t: Tensor | None, channels: int, name: str) -> None:

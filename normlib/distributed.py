@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from normlib import functional as NF
-from normlib.core import affine, moments, normalize, per_channel, reduce_dims
+from normlib.core import affine, check_eps, moments, normalize, per_channel, reduce_dims
 from normlib.nn import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm
 
 __all__ = ["SyncBatchNorm", "all_reduce_sum", "launch", "compare_with_single_process"]
@@ -97,7 +97,7 @@ class SyncBatchNorm(_BatchNorm):
     group's ``timeout``) raises ``RuntimeError`` saying so.
 
     Args:
-        num_features, eps, momentum, affine, track_running_stats: as :class:`normlib.nn.BatchNorm2d`.
+        num_features, eps, momentum, affine, track_running_stats, bias: as :class:`normlib.nn.BatchNorm2d`.
         process_group: the group to synchronize over; ``None`` for the default (all processes).
 
     >>> SyncBatchNorm(3)(torch.randn(4, 3, 2, 2)).shape  # not initialized: plain batch norm
@@ -116,8 +116,10 @@ class SyncBatchNorm(_BatchNorm):
         process_group=None,
         device=None,
         dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
         self.process_group = process_group
         self._channels_checked = False
 
@@ -130,9 +132,10 @@ class SyncBatchNorm(_BatchNorm):
         if not self.training or self._world_size() == 1:
             return super().forward(input)
         self._check_input(input)
+        check_eps(self.eps)
         if not self._channels_checked:
             self._check_same_channels_everywhere()
-        momentum = self._momentum_for_this_step()
+        momentum = self._count_batch_and_get_momentum()
         mean, var, count = self._global_moments(input)
         if count <= 1:
             raise ValueError(f"SyncBatchNorm in training needs more than 1 value per channel over all processes, got {count}")
@@ -179,16 +182,13 @@ class SyncBatchNorm(_BatchNorm):
             )
         self._channels_checked = True
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", process_group={self.process_group}"
-
     @classmethod
     def convert_sync_batchnorm(cls, module: torch.nn.Module, process_group=None) -> torch.nn.Module:
         """Replace every batch-norm layer of ``module`` (normlib's or torch's) by a SyncBatchNorm
         with the same parameters and running statistics, like ``torch.nn.SyncBatchNorm``'s."""
         if isinstance(module, (_BatchNorm, torch.nn.modules.batchnorm._BatchNorm)) and not isinstance(module, cls):
             new = cls(module.num_features, module.eps, module.momentum, module.affine,
-                      module.track_running_stats, process_group)
+                      module.track_running_stats, process_group, bias=module.bias is not None)
             new.load_state_dict(module.state_dict())
             new.train(module.training)
             return new

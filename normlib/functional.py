@@ -24,6 +24,7 @@ from normlib.core import (
     affine,
     check_eps,
     check_floating,
+    LOW_PRECISION,
     check_per_channel,
     moments,
     normalize,
@@ -37,6 +38,7 @@ __all__ = [
     "layer_norm",
     "instance_norm",
     "group_norm",
+    "rms_norm",
     "local_response_norm",
     "weight_norm",
     "cosine_norm",
@@ -87,19 +89,23 @@ def batch_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
+    if input.dim() == 1 and input.numel() == 0:  # PyTorch returns an empty (0,) input as it is
+        return input.clone()
     if input.dim() < 2:
         raise ValueError(f"input must be (N, C) or (N, C, *spatial), got {input.dim()}-D shape {tuple(input.shape)}")
     channels = input.shape[1]
     for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
+    m = math.prod(input.shape) // channels if channels else 0  # values per channel
+    if training and input.shape[0] * math.prod(input.shape[2:]) == 1:
+        raise ValueError(
+            f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
+        )
+    check_eps(eps, training)
+    if input.numel() == 0:  # an empty batch: an empty output, running statistics unchanged (PyTorch)
+        return affine(input.clone(), weight, bias)
     dims = reduce_dims("batch", input.dim())
     if training or running_mean is None or running_var is None:
-        m = input.numel() // channels
-        if training and m <= 1:
-            raise ValueError(
-                f"batch_norm in training needs more than 1 value per channel, got input of shape {tuple(input.shape)}"
-            )
         y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
         if training:
             _update_running(running_mean, mean.flatten(), momentum)
@@ -135,7 +141,13 @@ def layer_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
+    dims = _normalized_dims(input, normalized_shape, weight, bias)
+    return standardize(input, dims, eps, weight, bias)[0]
+
+
+def _normalized_dims(input: Tensor, normalized_shape, weight: Tensor | None, bias: Tensor | None = None) -> tuple[int, ...]:
+    """The trailing dimensions of ``input`` that ``normalized_shape`` names (layer norm, RMSNorm),
+    after checking that they match and that ``weight`` and ``bias`` have that shape."""
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(normalized_shape)
     if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != normalized_shape:
@@ -146,7 +158,45 @@ def layer_norm(
     for t, name in ((weight, "weight"), (bias, "bias")):
         if t is not None and tuple(t.shape) != normalized_shape:
             raise ValueError(f"{name} must have shape {normalized_shape}, got {tuple(t.shape)}")
-    return standardize(input, tuple(range(input.dim() - k, input.dim())), eps, weight, bias)[0]
+    return tuple(range(input.dim() - k, input.dim()))
+
+
+def rms_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    eps: float | None = None,
+) -> Tensor:
+    r"""Root mean square layer normalization (Zhang & Sennrich, 2019).
+
+    .. math::
+
+        y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
+
+    Layer norm without the mean: the mean square :math:`\overline{x^2}` is taken over the last
+    ``len(normalized_shape)`` dimensions (as :func:`layer_norm`'s variance) and nothing is
+    subtracted, so the output is scaled but not centred; there is no bias. ``eps=None`` means the
+    machine epsilon of the dtype the statistics are computed in (``torch.finfo(torch.float32).eps``
+    for float16, bfloat16 and float32 input, as in PyTorch). Complex input is accepted, with
+    PyTorch's :math:`\overline{x \cdot x}` (not :math:`|x|^2`).
+
+    Args:
+        input: ``(*, *normalized_shape)``.
+        normalized_shape: the trailing shape to normalize over.
+        weight: :math:`\gamma` of shape ``normalized_shape``, or ``None``.
+        eps: added to the mean square; ``None`` for the machine epsilon. Default ``None``.
+
+    Shape: input ``(*, *normalized_shape)``; output the same.
+
+    >>> x = torch.randn(4, 10, dtype=torch.float64)
+    >>> torch.allclose(rms_norm(x, (10,)), F.rms_norm(x, (10,)), atol=1e-12)
+    True
+    """
+    check_floating(input, complex=True)
+    dims = _normalized_dims(input, normalized_shape, weight)
+    if eps is None:
+        eps = torch.finfo(torch.float32 if input.dtype in LOW_PRECISION else input.dtype).eps
+    return standardize(input, dims, eps, weight, center=False)[0]
 
 
 def instance_norm(
@@ -177,19 +227,20 @@ def instance_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
     if input.dim() < 3:
         raise ValueError(f"input must be (N, C, *spatial) with a spatial dimension, got shape {tuple(input.shape)}")
     channels = input.shape[1]
     for t, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
     dims = reduce_dims("instance", input.dim())
+    m = math.prod(input.shape[2:])  # values per (sample, channel)
+    if use_input_stats and m == 1:
+        raise ValueError(
+            f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
+        )
+    if input.numel() == 0:  # an empty batch or an empty image: an empty output (PyTorch)
+        return affine(input.clone(), weight, bias)
     if use_input_stats:
-        m = math.prod(input.shape[2:])
-        if m <= 1:
-            raise ValueError(
-                f"instance_norm needs more than 1 spatial element per channel, got input of shape {tuple(input.shape)}"
-            )
         y, mean, var = standardize(input, dims, eps, per_channel(weight, input.dim()), per_channel(bias, input.dim()))
         _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
         _update_running(running_var, (var * m / (m - 1)).mean(dim=0).flatten(), momentum)
@@ -225,7 +276,6 @@ def group_norm(
     True
     """
     check_floating(input)
-    check_eps(eps)
     if input.dim() < 2:
         raise ValueError(f"input must be (N, C, *), got shape {tuple(input.shape)}")
     channels = input.shape[1]
@@ -235,6 +285,10 @@ def group_norm(
         )
     for t, name in ((weight, "weight"), (bias, "bias")):
         check_per_channel(t, channels, name)
+    if input.shape[0] * channels // num_groups * math.prod(input.shape[2:]) == 1:  # PyTorch's check
+        raise ValueError(f"group_norm needs more than 1 value per group, got input of shape {tuple(input.shape)}")
+    if input.numel() == 0:  # an empty batch: an empty output (PyTorch)
+        return affine(input.clone(), weight, bias)
     grouped = input.reshape(input.shape[0], num_groups, channels // num_groups, -1)  # (N, G, C // G, prod(spatial))
     weight, bias = (None if t is None else t.reshape(1, num_groups, -1, 1) for t in (weight, bias))
     y = standardize(grouped, reduce_dims("group", grouped.dim()), eps, weight, bias)[0]
@@ -259,23 +313,31 @@ def local_response_norm(
     the window size ``n`` (always ``n``, even where the window is cut by the border), whereas
     AlexNet's paper writes :math:`\alpha` alone. No learnable parameters.
 
+    Integer input is accepted as by PyTorch (the window's mean is then an integer division and
+    the output floating-point).
+
     Shape: input ``(N, C, *)`` with at least 3 dimensions; output the same.
 
     >>> x = torch.randn(2, 7, 3, 3, dtype=torch.float64)
     >>> torch.allclose(local_response_norm(x, 5), F.local_response_norm(x, 5), atol=1e-12)
     True
     """
-    check_floating(input)
+    if not isinstance(input, Tensor) or input.is_complex() or input.dtype == torch.bool:
+        raise ValueError(f"input must be a real tensor, got {getattr(input, 'dtype', type(input).__name__)}")
     if input.dim() < 3:
         raise ValueError(f"input must be (N, C, *) with at least 3 dimensions, got shape {tuple(input.shape)}")
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
+    if input.numel() == 0:
+        return input
     channels = input.shape[1]
     # zero channels beyond the border: size // 2 before channel 0, (size - 1) // 2 after the last
     padded = F.pad(input.pow(2), (0, 0) * (input.dim() - 2) + (size // 2, (size - 1) // 2))
     window_sum = padded.narrow(1, 0, channels)  # the window's sum is `size` shifted copies added up
     for shift in range(1, size):
         window_sum = window_sum + padded.narrow(1, shift, channels)
+    if not input.is_floating_point():  # integers: PyTorch's average pooling divides in integers
+        return input / (k + alpha * torch.div(window_sum, size, rounding_mode="trunc")).pow(beta)
     return input * (k + alpha / size * window_sum).pow(-beta)
 
 
@@ -324,7 +386,8 @@ def cosine_norm(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
     """
     check_floating(input)
     check_floating(weight, "weight")
-    check_eps(eps)
+    if not eps > 0:
+        raise ValueError(f"eps must be positive (it bounds the denominator away from 0), got {eps}")
     if input.dim() != 2 or weight.dim() != 2 or input.shape[1] != weight.shape[1]:
         raise ValueError(
             f"cosine_norm expects input (N, in) and weight (out, in), got {tuple(input.shape)} and {tuple(weight.shape)}"

@@ -7,6 +7,7 @@ buffers) and decides, from ``self.training``, which statistics to use. A state_d
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from normlib import functional as NF
-from normlib.core import check_eps, check_floating
+from normlib.core import check_floating
 
 __all__ = [
     "BatchNorm1d",
@@ -23,7 +24,9 @@ __all__ = [
     "LayerNorm",
     "InstanceNorm1d",
     "InstanceNorm2d",
+    "InstanceNorm3d",
     "GroupNorm",
+    "RMSNorm",
     "LocalResponseNorm",
     "WeightNorm",
     "weight_norm",
@@ -45,23 +48,19 @@ class _NormBase(nn.Module):
         track_running_stats: bool = True,
         device=None,
         dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        check_eps(eps)
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.ones(num_features, **factory))
-            self.bias = nn.Parameter(torch.zeros(num_features, **factory))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, bias, (num_features,), factory)
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_features, **factory))
             self.register_buffer("running_var", torch.ones(num_features, **factory))
@@ -91,19 +90,18 @@ class _NormBase(nn.Module):
                 f"(dimension {channel_dim}), got input of shape {tuple(input.shape)}"
             )
 
-    def _momentum_for_this_step(self) -> float:
-        """PyTorch's rule: a fixed momentum, or with ``momentum=None`` a cumulative average."""
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                return 1.0 / float(self.num_batches_tracked)
-        return 0.0 if self.momentum is None else self.momentum
-
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"track_running_stats={self.track_running_stats}"
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
         )
+
+
+def _register_affine(module: nn.Module, affine: bool, bias: bool, shape: tuple[int, ...], factory: dict) -> None:
+    """``weight`` (ones) and, with ``bias``, ``bias`` (zeros) of ``shape`` as parameters when
+    ``affine``; otherwise both registered as ``None`` (so that the state_dict has PyTorch's keys)."""
+    module.register_parameter("weight", nn.Parameter(torch.ones(shape, **factory)) if affine else None)
+    module.register_parameter("bias", nn.Parameter(torch.zeros(shape, **factory)) if affine and bias else None)
 
 
 class _BatchNorm(_NormBase):
@@ -116,9 +114,19 @@ class _BatchNorm(_NormBase):
     used in both modes.
     """
 
+    def _count_batch_and_get_momentum(self) -> float:
+        """PyTorch's rule: in training with running statistics, add 1 to ``num_batches_tracked``;
+        the momentum is then the fixed one or, with ``momentum=None``, 1 / (batches counted), a
+        cumulative average."""
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                return 1.0 / float(self.num_batches_tracked)
+        return 0.0 if self.momentum is None else self.momentum
+
     def forward(self, input: Tensor) -> Tensor:
         self._check_input(input)
-        momentum = self._momentum_for_this_step()
+        momentum = self._count_batch_and_get_momentum()
         use_batch_stats = self.training or self.running_mean is None
         return NF.batch_norm(
             input,
@@ -147,6 +155,7 @@ class BatchNorm1d(_BatchNorm):
             Default ``0.1``.
         affine: learn ``weight`` (:math:`\gamma`) and ``bias`` (:math:`\beta`). Default ``True``.
         track_running_stats: keep running statistics for evaluation. Default ``True``.
+        bias: (keyword only) learn ``bias`` too, when ``affine``. Default ``True``.
 
     Shape: ``(N, C)`` or ``(N, C, L)``, output the same.
 
@@ -194,15 +203,27 @@ class _InstanceNorm(_NormBase):
         track_running_stats: bool = False,
         device=None,
         dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
 
     def forward(self, input: Tensor) -> Tensor:
         unbatched = input.dim() == min(self._accepted_dims)
-        self._check_input(input, channel_dim=0 if unbatched else 1)
+        channel_dim = 0 if unbatched else 1
+        if self.affine or input.dim() not in self._accepted_dims:
+            self._check_input(input, channel_dim)
+        elif input.shape[channel_dim] != self.num_features:  # PyTorch only warns: num_features is unused
+            warnings.warn(
+                f"{type(self).__name__}({self.num_features}) got {input.shape[channel_dim]} channels; "
+                "num_features is not used because affine=False",
+                stacklevel=2,
+            )
         if unbatched:
             input = input.unsqueeze(0)
-        momentum = self._momentum_for_this_step() if self.track_running_stats else 0.0
+        # PyTorch's instance norm never counts batches, and with momentum=None keeps its running
+        # statistics as they are (a momentum of 0), where batch norm would average cumulatively.
+        momentum = 0.0 if self.momentum is None else self.momentum
         out = NF.instance_norm(
             input,
             self.running_mean,
@@ -244,6 +265,19 @@ class InstanceNorm2d(_InstanceNorm):
     _accepted_dims = (3, 4)
 
 
+class InstanceNorm3d(_InstanceNorm):
+    r"""Instance normalization of a ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` input (Ulyanov et al., 2016).
+
+    Statistics per (sample, channel) over ``(D, H, W)``, biased variance. Arguments as
+    :class:`InstanceNorm1d`.
+
+    >>> InstanceNorm3d(2)(torch.randn(2, 2, 3, 4, 4)).shape
+    torch.Size([2, 2, 3, 4, 4])
+    """
+
+    _accepted_dims = (4, 5)
+
+
 class LayerNorm(nn.Module):
     r"""Layer normalization over the trailing ``normalized_shape`` dimensions (Ba, Kiros & Hinton, 2016).
 
@@ -270,23 +304,60 @@ class LayerNorm(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        check_eps(eps)
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        factory = {"device": device, "dtype": dtype}
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **factory))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, elementwise_affine, bias, self.normalized_shape, {"device": device, "dtype": dtype})
 
     def forward(self, input: Tensor) -> Tensor:
         return NF.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class RMSNorm(nn.Module):
+    r"""Root mean square layer normalization over the trailing ``normalized_shape`` dimensions
+    (Zhang & Sennrich, 2019).
+
+    .. math:: y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
+
+    :class:`LayerNorm` without the mean: see :func:`normlib.functional.rms_norm`.
+
+    Args:
+        normalized_shape: the trailing shape to normalize over, e.g. ``d_model``.
+        eps: added to the mean square; ``None`` for the machine epsilon of the computation
+            (``torch.finfo(torch.float32).eps`` for float16/bfloat16/float32). Default ``None``.
+        elementwise_affine: learn ``weight`` (ones) of shape ``normalized_shape``. Default ``True``.
+
+    >>> rms = RMSNorm(8)
+    >>> rms(torch.randn(4, 8)).shape, sorted(rms.state_dict())
+    (torch.Size([4, 8]), ['weight'])
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float | None = None,
+        elementwise_affine: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        _register_affine(self, elementwise_affine, False, self.normalized_shape, {"device": device, "dtype": dtype})
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            torch.nn.init.ones_(self.weight)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return NF.rms_norm(input, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -305,6 +376,7 @@ class GroupNorm(nn.Module):
         num_channels: ``C``.
         eps: added to the variance. Default ``1e-5``.
         affine: learn per-channel ``weight`` and ``bias``. Default ``True``.
+        bias: (keyword only) learn ``bias`` too, when ``affine``. Default ``True``.
 
     >>> GroupNorm(2, 6)(torch.randn(3, 6, 4, 4)).shape
     torch.Size([3, 6, 4, 4])
@@ -318,21 +390,16 @@ class GroupNorm(nn.Module):
         affine: bool = True,
         device=None,
         dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(num_channels, int) or num_channels < 1:
             raise ValueError(f"num_channels must be a positive integer, got {num_channels!r}")
         if not isinstance(num_groups, int) or num_groups < 1 or num_channels % num_groups:
             raise ValueError(f"num_groups must be a positive divisor of num_channels={num_channels}, got {num_groups!r}")
-        check_eps(eps)
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
-        factory = {"device": device, "dtype": dtype}
-        if affine:
-            self.weight = nn.Parameter(torch.ones(num_channels, **factory))
-            self.bias = nn.Parameter(torch.zeros(num_channels, **factory))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, bias, (num_channels,), {"device": device, "dtype": dtype})
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() >= 2 and input.shape[1] != self.num_channels:
@@ -342,7 +409,7 @@ class GroupNorm(nn.Module):
         return NF.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={self.bias is not None}"
 
 
 class LocalResponseNorm(nn.Module):

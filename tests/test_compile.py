@@ -15,6 +15,7 @@ CASES = {
     "layer": (lambda lib, x, w, b: lib.layer_norm(x, (8,), w, b), (3, 5, 8), 8),
     "instance": (lambda lib, x, w, b: lib.instance_norm(x, weight=w, bias=b), (6, 4, 5, 5), 4),
     "group": (lambda lib, x, w, b: lib.group_norm(x, 2, w, b), (6, 4, 5, 5), 4),
+    "rms": (lambda lib, x, w, b: lib.rms_norm(x, (8,), w) + 0 * b.sum(), (3, 5, 8), 8),
 }
 
 

@@ -17,6 +17,10 @@ PAIRS = [
     (lambda m: m.InstanceNorm1d(3), (4, 3, 9)),
     (lambda m: m.InstanceNorm2d(3, affine=True, track_running_stats=True), (4, 3, 5, 5)),
     (lambda m: m.InstanceNorm2d(3, momentum=0.5, track_running_stats=True), (4, 3, 5, 5)),
+    (lambda m: m.InstanceNorm1d(3, momentum=None, track_running_stats=True), (4, 3, 9)),
+    (lambda m: m.InstanceNorm3d(2, affine=True, bias=False, track_running_stats=True), (3, 2, 3, 3, 3)),
+    (lambda m: m.BatchNorm2d(3, bias=False), (6, 3, 4, 4)),
+    (lambda m: m.GroupNorm(2, 6, bias=False), (3, 6, 4, 4)),
     (lambda m: m.GroupNorm(2, 6), (3, 6, 4, 4)),
     (lambda m: m.GroupNorm(3, 6, affine=False), (3, 6, 5)),
     (lambda m: m.LocalResponseNorm(5, alpha=1e-2, beta=0.75, k=2.0), (2, 8, 3, 3)),
@@ -41,7 +45,10 @@ def test_module_matches_torch_in_training_and_evaluation_over_several_steps(make
         for a, b in zip(g_ours, g_ref):
             assert_close(a, b)
     for key, value in ref.state_dict().items():
-        assert_close(ours.state_dict()[key], value) if value.is_floating_point() else torch.equal(ours.state_dict()[key], value)
+        if value.is_floating_point():
+            assert_close(ours.state_dict()[key], value)
+        else:  # num_batches_tracked
+            assert torch.equal(ours.state_dict()[key], value), (key, ours.state_dict()[key], value)
     ours.eval(), ref.eval()
     x = torch.randn(shape, dtype=torch.float64)
     assert_close(ours(x), ref(x))

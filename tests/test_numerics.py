@@ -74,7 +74,7 @@ def test_standardize_gradients_through_all_three_outputs_pass_gradcheck(dims, af
     x, params = _leaves(affine_shape)
 
     def f(x, *params):
-        y, mean, var = Standardize.apply(x, *(params or (None, None)), dims, 1e-3)
+        y, mean, var = Standardize.apply(x, *(params or (None, None)), dims, 1e-3, True)
         return y, mean * 2, var.sqrt()
 
     assert torch.autograd.gradcheck(f, (x, *params))
@@ -85,8 +85,8 @@ def test_standardize_gradient_of_the_output_alone_uses_the_closed_form_and_passe
     x = torch.randn(4, 6, 5, dtype=torch.float64, requires_grad=True)
     w = torch.rand(1, 6, 1, dtype=torch.float64, requires_grad=True)
     b = torch.randn(1, 6, 1, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, w, b: Standardize.apply(x, w, b, (0, 2), 1e-3)[0], (x, w, b))
-    only_weight = torch.autograd.grad(Standardize.apply(x.detach(), w, None, (0, 2), 1e-3)[0].sum(), w)[0]
+    assert torch.autograd.gradcheck(lambda x, w, b: Standardize.apply(x, w, b, (0, 2), 1e-3, True)[0], (x, w, b))
+    only_weight = torch.autograd.grad(Standardize.apply(x.detach(), w, None, (0, 2), 1e-3, True)[0].sum(), w)[0]
     assert only_weight.shape == w.shape  # x needs no gradient: the backward skips it
 
 
@@ -129,6 +129,6 @@ def test_torch_func_transforms_agree_with_pytorch(layer, transform):
 @pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
 def test_standardize_forward_mode_derivative_passes_gradcheck(dims, affine_shape):
     x, params = _leaves(affine_shape)
-    f = lambda x, *p: Standardize.apply(x, *(p or (None, None)), dims, 1e-3)
+    f = lambda x, *p: Standardize.apply(x, *(p or (None, None)), dims, 1e-3, True)
     assert torch.autograd.gradcheck(f, (x, *params), check_forward_ad=True, check_backward_ad=False,
                                     check_undefined_grad=False, check_batched_grad=False)

@@ -209,6 +209,7 @@ BADGES = {
     "holds": "{bdg-success}`holds`",
     "holds approximately": "{bdg-warning}`holds approximately`",
     "does not hold as written": "{bdg-danger}`does not hold as written`",
+    "not shown at this scale": "{bdg-secondary}`not shown at this scale`",
     None: "{bdg-muted}`not checked yet`",
 }
 
@@ -236,8 +237,8 @@ def render(ledger: Ledger) -> str:
     by_section: dict[str, list[Claim]] = collections.OrderedDict()
     for claim in ledger.claims:
         by_section.setdefault(claim.section, []).append(claim)
-    out += ["| part of the ledger | claims | holds | holds approximately | does not hold as written | not checked yet |",
-            "|---|--:|--:|--:|--:|--:|"]
+    out += ["| part of the ledger | claims | " + " | ".join(VERDICTS) + " | not checked yet |",
+            "|---|--:|" + "--:|" * (len(VERDICTS) + 1)]
     for section, claims in by_section.items():
         tally = collections.Counter(ledger.checks[c.id].status if ledger.is_checked(c.id) else None for c in claims)
         out.append(f"| {{ref}}`{section[:1].upper()}{section[1:]} <{_slug(section)}>` | {len(claims)} | "

@@ -74,6 +74,8 @@ def bound(value: float, below: float) -> str:
 
     >>> bound(3.1e-16, 1e-12)
     '< 1e-12'
+    >>> bound(4.2, 10)
+    '< 10'
     >>> bound(0.5, 1e-12)
     Traceback (most recent call last):
     AssertionError: 0.5 is not below 1e-12
@@ -81,6 +83,8 @@ def bound(value: float, below: float) -> str:
     value = float(value)
     if not abs(value) < below:
         raise AssertionError(f"{value:.3g} is not below {below:.0e}")
+    if 1 <= below < 1e4:
+        return f"< {below:g}"
     return f"< {below:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 

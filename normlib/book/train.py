@@ -103,11 +103,14 @@ def fit(
 ) -> History:
     """Train ``model`` with mini-batch SGD and cross-entropy on ``data``.
 
-    The batches are a fresh seeded permutation each epoch; the last incomplete batch is dropped
+    The model is first moved to the data's floating-point type (float64 for the book's digits,
+    see :func:`normlib.book.data.digits`). The batches are a fresh seeded permutation each epoch;
+    the last incomplete batch is dropped
     (a batch of one would break batch norm). ``on_step(model, step)`` is called after every
     update, for experiments that watch the model while it trains. Training stops early, with
     ``nan`` recorded, if the loss stops being finite.
     """
+    model.to(data.x_train.dtype)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     hist = History()

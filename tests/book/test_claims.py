@@ -14,6 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED_LEDGER = ROOT.parent / "shared" / "claims.md"
+SHARED_MODERN = ROOT.parent / "shared" / "claims-modern.md"
 
 sys.path.insert(0, str(ROOT / "tools"))
 import claims_appendix  # noqa: E402  (tools/ is not a package)
@@ -49,12 +50,22 @@ def _book(tmp_path, cells):
 
 
 def test_the_ledger_copy_in_the_repository_equals_the_shared_ledger():
+    """The book's ledger is the shared ``claims.md`` verbatim, then, chapter by chapter as they land,
+    sections of ``claims-modern.md`` (its ``## Chapter:`` headings and rows, word for word)."""
     if not SHARED_LEDGER.exists():
         pytest.skip(f"{SHARED_LEDGER} is not beside this clone; nothing to compare the copy with")
-    copy = ROOT / "book" / "claims_ledger.md"
-    assert copy.read_bytes() == SHARED_LEDGER.read_bytes(), (
-        f"book/claims_ledger.md differs from {SHARED_LEDGER}: copy it again (cp {SHARED_LEDGER} book/claims_ledger.md)"
+    copy = (ROOT / "book" / "claims_ledger.md").read_text(encoding="utf-8")
+    first = SHARED_LEDGER.read_text(encoding="utf-8")
+    assert copy.startswith(first), (
+        f"book/claims_ledger.md does not start with {SHARED_LEDGER} verbatim: copy it again "
+        f"and re-append the sections of {SHARED_MODERN.name} whose chapters have landed"
     )
+    rest = [line for line in copy[len(first):].splitlines() if line.strip()]
+    modern = SHARED_MODERN.read_text(encoding="utf-8").splitlines() if SHARED_MODERN.exists() else []
+    foreign = [line for line in rest if line not in modern or not (line.startswith("## Chapter:") or line.startswith("|"))]
+    assert not foreign, f"lines of book/claims_ledger.md that are not rows or headings of {SHARED_MODERN.name}: {foreign}"
+    ids = [m.group(1) for line in rest if (m := claims_appendix.ROW.match(line))]
+    assert len(ids) == len(set(ids)), f"a claim appears twice in book/claims_ledger.md: {ids}"
 
 
 def test_a_claim_cell_with_target_assert_and_verdict_line_is_checked(tmp_path):
@@ -98,6 +109,16 @@ def test_a_verdict_may_come_from_a_later_cell_that_also_names_the_claim(tmp_path
         _code("# claim: BN-1 (continued: the verdict)\nassert True\n", "verdict BN-1: holds approximately | within 1e-3\n"),
     ])
     assert ledger.is_checked("BN-1") and ledger.checks["BN-1"].status == "holds approximately"
+
+
+def test_a_verdict_displayed_as_a_box_is_read_from_its_plain_text_form(tmp_path):
+    cell = _code("# claim: BN-1\nassert True\n")
+    cell["outputs"] = [{"output_type": "display_data", "metadata": {}, "data": {
+        "text/plain": "verdict BN-1: not shown at this scale | 2 seeds, differences within the seed spread",
+        "text/markdown": ":::{admonition} BN-1: not shown at this scale\n:::\n"}}]
+    ledger = _book(tmp_path, [_markdown("(claim-bn-1)="), cell])
+    assert ledger.is_checked("BN-1") and ledger.checks["BN-1"].status == "not shown at this scale"
+    assert "{bdg-secondary}`not shown at this scale`" in claims_appendix.render(ledger)
 
 
 def test_the_appendix_page_keeps_its_marker():

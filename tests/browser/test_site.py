@@ -54,6 +54,9 @@ const done = arguments[arguments.length - 1];
   r.equations = [...document.querySelectorAll('div.math')].map(d => ({id: d.id, numbered: !!d.querySelector('.eqno'),
                                                                      text: d.textContent.trim().slice(0, 60)}));
   r.title = document.title;
+  r.verdicts = [...document.querySelectorAll('div.admonition.verdict > .admonition-title')].map(e => e.textContent.trim());
+  r.verdictLines = [...document.querySelectorAll('.cell_output pre')].map(e => e.textContent)
+      .filter(t => /^verdict [A-Z]+-\d+:/m.test(t));
   r.stderr = [...document.querySelectorAll('.cell_output .stderr, .cell_output .traceback, .cell_output .error')]
       .map(e => e.textContent.trim().slice(0, 120));
   done(r);
@@ -158,6 +161,15 @@ def test_no_raw_tex_is_left_in_the_text(reports):
 def test_no_cell_shows_a_warning_or_an_error(reports):
     bad = {page: r["stderr"] for page, r in reports.items() if r["stderr"]}
     assert not bad, f"cells whose stored output shows stderr or a traceback: {bad}"
+
+
+def test_verdicts_show_as_boxes_not_as_log_lines(reports):
+    """A claim cell's verdict reaches the reader as a titled box; its plain line is for the appendix only."""
+    boxes = {url: r["verdicts"] for url, r in reports.items() if r["verdicts"]}
+    assert boxes, "no page shows a verdict box"
+    assert all(re.match(r"^[A-Z]+-\d+: ", title) for titles in boxes.values() for title in titles), boxes
+    lines = {url: r["verdictLines"] for url, r in reports.items() if r["verdictLines"]}
+    assert not lines, f"verdicts printed as plain text: {lines}"
 
 
 def test_every_image_loads(reports):
