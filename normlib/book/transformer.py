@@ -14,8 +14,8 @@ Two switches choose what the chapters compare:
   ``x = norm(x + f(x))``; ``placement="pre"`` (Xiong et al. 2020): the norm at the start of each
   branch, ``x = x + f(norm(x))``, plus one final norm before the head (``final_norm=False``
   drops it).
-- ``norm``: ``"ln"`` (:class:`normlib.nn.LayerNorm`), ``"rms"`` (RMSNorm, from the one name
-  :data:`RMSNorm`), ``"bn"`` (:class:`normlib.nn.BatchNorm1d` over all ``B·T`` token positions
+- ``norm``: ``"ln"`` (:class:`normlib.nn.LayerNorm`), ``"rms"`` (:class:`normlib.nn.RMSNorm`,
+  through the one name ``RMSNorm`` of this module), ``"bn"`` (:class:`normlib.nn.BatchNorm1d` over all ``B·T`` token positions
   of the batch, :class:`TokenBatchNorm`), ``"dyt"`` (Dynamic Tanh, :class:`DyT`), ``"none"``.
 
 Every weight keeps PyTorch's default initialization (``nn.Linear``: uniform with variance
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+import normlib.functional as NF
 import normlib.nn as NN
 from normlib.book.data import CharCorpus
 
@@ -59,10 +60,10 @@ NORMS = ("ln", "rms", "bn", "dyt", "none")
 EPS = 1e-5  # one epsilon for LN, RMSNorm and BN, so that they differ in their statistics only
 
 
-# The one place the book takes RMSNorm from: PyTorch's until normlib's lands, then
-# normlib.nn.RMSNorm and normlib.functional.rms_norm (the same signatures, torch 2.13's).
-RMSNorm = torch.nn.RMSNorm
-rms_norm = torch.nn.functional.rms_norm
+# The one place the book's transformer chapters take RMSNorm from: normlib's (torch 2.13's
+# signatures, so PyTorch's torch.nn.RMSNorm / torch.nn.functional.rms_norm would drop in here).
+RMSNorm = NN.RMSNorm
+rms_norm = NF.rms_norm
 
 
 class DyT(nn.Module):
