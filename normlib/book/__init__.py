@@ -2,6 +2,10 @@
 
 - :mod:`normlib.book.notebook`: the setup call every notebook makes, and the verdict line a claim
   cell records;
-- :mod:`normlib.book.data`: scikit-learn's digits, shipped with the package (no download);
-- :mod:`normlib.book.train`: the small models and the one seeded training loop.
+- :mod:`normlib.book.data`: scikit-learn's digits and Python's documentation text, both shipped
+  with the installation (no download);
+- :mod:`normlib.book.train`: the small models and the one seeded training loop;
+- :mod:`normlib.book.transformer`: a small decoder-only transformer with switches for where the
+  norm goes and which norm it is, and its training loop;
+- :mod:`normlib.book.invariance`: the layer-normalization paper's invariance table, computed.
 """
