@@ -123,23 +123,24 @@ def stored_verdicts(notebook) -> dict[str, tuple[str, str]]:
 
 
 class GhostBatchNorm2d(torch.nn.Module):
-    """Batch norm whose training statistics come from consecutive chunks of ``ghost`` samples.
+    """A batch-norm layer whose training statistics come from consecutive chunks of ``ghost`` samples.
 
     Like batch norm on one device of several in data-parallel training: each chunk of the
     mini-batch is normalized with its own mean and variance (and updates the running statistics),
     while the gradient step still averages over the whole mini-batch. So the normalization batch
     can shrink without changing the optimization (chapter 3's reproduction of the GN paper).
-    In evaluation mode it is batch norm with the running statistics.
+    In evaluation mode it is the layer with its running statistics. ``norm`` is the layer
+    (default ``normlib.nn.BatchNorm2d(num_features)``; any batch norm or batch renorm works).
     """
 
-    def __init__(self, num_features: int, ghost: int, dtype=None) -> None:
+    def __init__(self, num_features: int, ghost: int, dtype=None, norm: nn.Module | None = None) -> None:
         super().__init__()
         from normlib.nn import BatchNorm2d
 
         self.ghost = ghost
-        self.bn = BatchNorm2d(num_features, dtype=dtype)
+        self.bn = norm if norm is not None else BatchNorm2d(num_features, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (N, C, H, W)
+    def forward(self, x: Tensor) -> Tensor:  # x: (N, C, ...)
         if not self.training:
             return self.bn(x)
         return torch.cat([self.bn(chunk) for chunk in x.split(self.ghost)])
