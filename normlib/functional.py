@@ -421,9 +421,10 @@ def batch_renorm(
     rmax: float = 3.0,
     dmax: float = 5.0,
 ) -> Tensor:
-    r"""Batch renormalization (Ioffe, 2017).
+    r"""Batch renormalization (Ioffe, 2017), equation :eq:`normlib-functional-batch-renorm`:
 
     .. math::
+        :label: normlib-functional-batch-renorm
 
         \hat x = \frac{x - \mu_B}{\sigma_B}\, r + d, \qquad
         r = \operatorname{sg}\Big(\operatorname{clip}_{[1/r_{\max},\, r_{\max}]}\frac{\sigma_B}{\sigma}\Big), \qquad
@@ -493,7 +494,10 @@ def batch_renorm(
 def weight_standardization(weight: Tensor, eps: float = 1e-5) -> Tensor:
     r"""Weight standardization (Qiao et al., 2019): each output filter standardized over its fan-in.
 
+    In symbols, equation :eq:`normlib-functional-weight-standardization`:
+
     .. math::
+        :label: normlib-functional-weight-standardization
 
         \hat W_{i,j} = \frac{W_{i,j} - \mu_i}{\sqrt{\sigma_i^2 + \epsilon}}, \qquad
         \mu_i = \frac{1}{I}\sum_j W_{i,j}, \qquad \sigma_i^2 = \frac{1}{I}\sum_j (W_{i,j} - \mu_i)^2

@@ -700,9 +700,11 @@ class _BatchRenorm(_BatchNorm):
 
 
 class BatchRenorm1d(_BatchRenorm):
-    r"""Batch renormalization of a ``(N, C)`` or ``(N, C, L)`` input (Ioffe, 2017).
+    r"""Batch renormalization of a ``(N, C)`` or ``(N, C, L)`` input (Ioffe, 2017), equation
+    :eq:`normlib-nn-batchrenorm1d`:
 
     .. math:: y = \gamma \Big(\frac{x - \mu_B}{\sigma_B} r + d\Big) + \beta
+        :label: normlib-nn-batchrenorm1d
 
     with ``r`` and ``d`` the clipped, stop-gradient corrections of
     :func:`normlib.functional.batch_renorm`; buffers, evaluation mode and warm-up as
@@ -717,11 +719,13 @@ class BatchRenorm1d(_BatchRenorm):
 
 
 class BatchRenorm2d(_BatchRenorm):
-    r"""Batch renormalization of a ``(N, C, H, W)`` input (Ioffe, 2017).
+    r"""Batch renormalization of a ``(N, C, H, W)`` input (Ioffe, 2017), equation
+    :eq:`normlib-nn-batchrenorm2d`:
 
     .. math:: y = \gamma \Big(\frac{x - \mu_B}{\sigma_B} r + d\Big) + \beta, \quad
         r = \operatorname{clip}_{[1/r_{\max}, r_{\max}]}\frac{\sigma_B}{\sigma}, \quad
         d = \operatorname{clip}_{[-d_{\max}, d_{\max}]}\frac{\mu_B - \mu}{\sigma}
+        :label: normlib-nn-batchrenorm2d
 
     ``r`` and ``d`` are constants for the backward pass; :math:`\mu`, :math:`\sigma^2` are the
     running statistics. Statistics per channel over ``(N, H, W)`` as :class:`BatchNorm2d`.
@@ -785,9 +789,11 @@ def weight_standardization(module: nn.Module, name: str = "weight", eps: float =
 
 
 class WSConv2d(nn.Conv2d):
-    r"""A ``Conv2d`` whose filters are standardized on every forward pass (Qiao et al., 2019).
+    r"""A ``Conv2d`` whose filters are standardized on every forward pass (Qiao et al., 2019),
+    equation :eq:`normlib-nn-wsconv2d`:
 
     .. math:: y = \hat W * x + b, \qquad \hat W_i = \frac{W_i - \mu_i}{\sqrt{\sigma_i^2 + \epsilon}}
+        :label: normlib-nn-wsconv2d
 
     with :math:`\mu_i`, :math:`\sigma_i^2` the mean and biased variance of filter :math:`i`'s
     ``in_channels / groups · kH · kW`` weights. Arguments are ``torch.nn.Conv2d``'s plus ``eps``;
