@@ -39,16 +39,15 @@ statistics are not touched, and it is run in training mode (batch statistics), a
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import copy
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ['signal_propagation', 'signal_propagation_plot', 'diagnostics_panel']
-
+__all__ = ["diagnostics_panel", "signal_propagation", "signal_propagation_plot"]
 
 
 def diagnostics_panel(
