@@ -112,6 +112,7 @@ def fit(
     on_step: Callable[[nn.Module, int], None] | None = None,
     batches: Callable[[torch.Generator], Iterable[Tensor]] | None = None,
     train_mode: Callable[[nn.Module], None] | None = None,
+    evaluate_on: tuple[str, ...] = ("train", "test"),
 ) -> History:
     """Train ``model`` with mini-batch SGD and cross-entropy on ``data``.
 
@@ -127,6 +128,10 @@ def fit(
     hold few classes, say) instead of the seeded permutation; ``train_mode(model)``, if given, is
     called after ``model.train()`` at the start of every epoch (to keep BN layers in evaluation
     mode while fine-tuning, say).
+
+    ``evaluate_on`` names the sets evaluated after every epoch (``("test",)``: the test metrics
+    only, for experiments that read nothing else; training is the same either way, since
+    evaluation changes no weight and no running statistic).
     """
     model.to(data.x_train.dtype)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -154,10 +159,12 @@ def fit(
                 on_step(model, step)
             if not math.isfinite(hist.step_loss[-1]):
                 return hist
-        for (x, y), (losses, accs) in (
-            ((data.x_train, data.y_train), (hist.train_loss, hist.train_acc)),
-            ((data.x_test, data.y_test), (hist.test_loss, hist.test_acc)),
+        for name, (x, y), (losses, accs) in (
+            ("train", (data.x_train, data.y_train), (hist.train_loss, hist.train_acc)),
+            ("test", (data.x_test, data.y_test), (hist.test_loss, hist.test_acc)),
         ):
+            if name not in evaluate_on:
+                continue
             loss_value, acc = evaluate(model, x, y)
             losses.append(loss_value)
             accs.append(acc)
