@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 JB := $(VENV)/bin/jupyter-book
 
-NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 600
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout 300
 # A stored output must hold on every machine, so nbval re-executes every notebook twice against the
 # same stored outputs, on two rounding paths: PyTorch's native vectorized kernels with two threads
 # (what a reader's own Jupyter runs), and its scalar reference kernels, MKL's reproducible mode and
