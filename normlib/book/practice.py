@@ -12,6 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from normlib.book.data import Split
+from normlib.core import update_running
+from normlib.functional import batch_norm
+from normlib.nn import BatchNorm2d
 
 __all__ = [
     "as_float64", "few_class_batches", "is_batch_norm", "freeze_batch_norm", "reestimate_batch_norm", "predict",
@@ -135,14 +138,10 @@ class GhostBatchNorm2d(torch.nn.Module):
 
     def __init__(self, num_features: int, ghost: int, dtype=None, norm: nn.Module | None = None) -> None:
         super().__init__()
-        from normlib.nn import BatchNorm2d
-
         self.ghost = ghost
         self.bn = norm if norm is not None else BatchNorm2d(num_features, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (N, C, ...)
-        from normlib.nn import BatchNorm2d
-
         if not self.training:
             return self.bn(x)
         if type(self.bn) is BatchNorm2d and len(x) % self.ghost == 0 and len(x) > self.ghost:
@@ -164,9 +163,6 @@ class GhostBatchNorm2d(torch.nn.Module):
         >>> all((a - b).abs().max() < 1e-12 for a, b in zip(fast.state_dict().values(), loop.state_dict().values()))
         True
         """
-        from normlib.core import update_running
-        from normlib.functional import batch_norm
-
         bn, g = self.bn, self.ghost
         k, c, spatial = len(x) // g, x.shape[1], x.shape[2:]
         stacked = x.reshape(k, g, c, *spatial).transpose(0, 1).reshape(g, k * c, *spatial)  # (ghost, k·C, ...)
