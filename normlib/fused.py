@@ -83,7 +83,7 @@ class Standardize(torch.autograd.Function):
       in one new buffer, the result's: :math:`g_y \hat x` is formed there, summed, and the buffer
       is then refilled with :math:`x - \mu` and turned into :math:`\partial L/\partial x` in
       place. When the statistics do not reach across dimension 0 (layer, instance, group norm),
-      this runs on blocks of rows (:data:`BLOCK` elements or more), so that the dozen passes over a
+      this runs on blocks of rows (``BLOCK`` elements or more), so that the dozen passes over a
       block find it in the cache; the parameters' gradients add up the blocks' shares.
 
     Only ``x``, ``weight``, ``mean`` and :math:`1/\sqrt{\sigma^2+\epsilon}` are kept for the backward.
@@ -234,7 +234,7 @@ BLOCK = 1 << 20
 
 
 def _blocks(x: Tensor, dims: tuple[int, ...], shared: bool) -> list[slice]:
-    """Slices of dimension 0 with :data:`BLOCK` elements or more each, when the statistics do not
+    """Slices of dimension 0 with ``BLOCK`` elements or more each, when the statistics do not
     reach across dimension 0 and the parameters are ``shared`` along it (layer, instance, group
     norm); else one slice for all of ``x``."""
     if 0 in dims or not shared:
