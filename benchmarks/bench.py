@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import sys
@@ -39,11 +38,13 @@ import time
 from pathlib import Path
 
 import torch
+import torch._inductor.config as inductor_config
 import torch.nn.functional as F
 from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import normlib.functional as NF  # noqa: E402
+from normlib.book.perf import geomean  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STANDARDIZED = ("BN", "LN", "IN", "GN")  # the layers built on normlib.core's statistics: the headline
@@ -159,15 +160,11 @@ def machine() -> dict[str, object]:
         "cpu capability": torch.backends.cpu.get_cpu_capability(),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", "(unset)"),
         "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "(unset: glibc default)"),
+        "inductor caches": "disabled (compiled afresh)" if inductor_config.force_disable_caches else "enabled",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         # Other jobs on the same cores (a shared machine) show here; CPU time is what is measured.
         "load average (1, 5, 15 min) at start": [round(v, 1) for v in os.getloadavg()],
     }
-
-
-def geomean(values) -> float:
-    values = list(values)
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def main(argv=None) -> int:
@@ -188,6 +185,11 @@ def main(argv=None) -> int:
     args.rounds = args.rounds or (2 if args.quick else 5)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if use_compile:
+        # Compile afresh, for this process's CPU: Inductor's on-disk cache (shared by every process
+        # of the user) is not keyed on ATEN_CPU_CAPABILITY, so a graph first compiled under the
+        # Makefile's `default` setting (scalar C++ loops) would be reused here unvectorized.
+        inductor_config.force_disable_caches = True
     if os.environ.get("ATEN_CPU_CAPABILITY"):
         print(f"note: ATEN_CPU_CAPABILITY={os.environ['ATEN_CPU_CAPABILITY']} slows the native kernels; "
               "`make bench` runs without it", file=sys.stderr)

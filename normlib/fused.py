@@ -80,8 +80,11 @@ class Standardize(torch.autograd.Function):
       :math:`c`, scale by :math:`1/\sqrt{\sigma^2+\epsilon}`, by :math:`\gamma`, add :math:`\beta`.
     - backward: the closed form above with :math:`g = \gamma\,\partial L/\partial y`,
       plus :math:`\partial L/\partial\gamma = \sum g_y \hat x` and :math:`\partial L/\partial\beta = \sum g_y`,
-      in one new buffer: :math:`g_y \hat x` is formed there, summed, and the buffer is then
-      refilled with :math:`x - \mu` and turned into :math:`\partial L/\partial x` in place.
+      in one new buffer, the result's: :math:`g_y \hat x` is formed there, summed, and the buffer
+      is then refilled with :math:`x - \mu` and turned into :math:`\partial L/\partial x` in
+      place. When the statistics do not reach across dimension 0 (layer, instance, group norm),
+      this runs on blocks of rows (``BLOCK`` elements or more), so that the dozen passes over a
+      block find it in the cache; the parameters' gradients add up the blocks' shares.
 
     Only ``x``, ``weight``, ``mean`` and :math:`1/\sqrt{\sigma^2+\epsilon}` are kept for the backward.
     Gradients through the returned ``mean`` and ``var``, second derivatives (``create_graph=True``)
@@ -139,24 +142,42 @@ class Standardize(torch.autograd.Function):
             grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
             grad_bias = sum_over(grad_y, ctx.param_dims).reshape(bias.shape) if ctx.needs_input_grad[2] else None
             return torch.zeros_like(x), grad_weight, grad_bias, None, None, None
+        grad_x = torch.empty_like(x)
+        grad_weight = grad_bias = None
+        shared = 0 in ctx.param_dims or weight is None and bias is None  # the same parameters in every row
+        for rows in _blocks(x, dims, shared):  # a few rows at a time, so that they stay in the cache
+            partial_weight, partial_bias = Standardize._backward_rows(
+                ctx, grad_y[rows], x[rows], weight, mean[rows], inv_std[rows], out=grad_x[rows])
+            grad_weight, grad_bias = _plus(grad_weight, partial_weight), _plus(grad_bias, partial_bias)
+        grad_weight = grad_weight.reshape(weight.shape) if ctx.needs_input_grad[1] else None
+        grad_bias = grad_bias.reshape(bias.shape) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias, None, None, None
+
+    @staticmethod
+    def _backward_rows(ctx, grad_y, x, weight, mean, inv_std, out):
+        r"""The closed form on some rows (along dimension 0, which is not one of the statistics'):
+        writes their :math:`\partial L/\partial x` into ``out``, returns their share of the
+        gradients of ``weight`` and ``bias`` (unshaped; ``None`` where not needed)."""
+        dims, m = ctx.dims, ctx.set_size
         # The sums over S_k and over the parameters' dimensions share the dimensions in both; sum
         # over those once, then finish each sum over the dimensions that are only its own.
         in_both = tuple(d for d in dims if d in ctx.param_dims)
         params_only = tuple(d for d in ctx.param_dims if d not in in_both)
         stats_only = tuple(d for d in dims if d not in in_both)
-        buffer = (x - mean).mul_(inv_std).mul_(grad_y)  # g_y * x_hat: the one new buffer
+        buffer = torch.sub(x, mean, out=out).mul_(inv_std).mul_(grad_y)  # g_y * x_hat: the one buffer
         sum_gx = sum_over(buffer, in_both)
-        grad_weight = sum_over(sum_gx, params_only).reshape(weight.shape) if ctx.needs_input_grad[1] else None
+        grad_weight = sum_over(sum_gx, params_only) if ctx.needs_input_grad[1] else None
         gx_bar = _sum_times(sum_gx, weight, stats_only) / m  # mean of g * x_hat, with g = weight * grad_y
         del sum_gx
         sum_g = sum_over(grad_y, in_both) if ctx.center or ctx.needs_input_grad[2] else None
-        grad_bias = sum_over(sum_g, params_only).reshape(bias.shape) if ctx.needs_input_grad[2] else None
+        grad_bias = sum_over(sum_g, params_only) if ctx.needs_input_grad[2] else None
         # inv_std * (g - g_bar - x_hat * gx_bar), with x_hat = (x - mean) * inv_std, in the same buffer
         grad_x = torch.sub(x, mean, out=buffer).mul_(-gx_bar * inv_std)
         if ctx.center:  # RMSNorm has no mean, so no g_bar
             grad_x = grad_x.sub_(_sum_times(sum_g, weight, stats_only) / m)  # g_bar, the mean of g
         grad_x = grad_x.add_(grad_y) if weight is None else grad_x.addcmul_(grad_y, weight)
-        return grad_x.mul_(inv_std), grad_weight, grad_bias, None, None, None
+        grad_x.mul_(inv_std)
+        return grad_weight, grad_bias
 
     @staticmethod
     def _differentiable_backward(ctx, grad_y, grad_mean, grad_var):
@@ -205,6 +226,21 @@ class Standardize(torch.autograd.Function):
 
 def _plus(a: Tensor | None, b: Tensor) -> Tensor:
     return b if a is None else a + b
+
+
+#: Elements per block of rows in the backward (at least): a few of these blocks (the input's, the
+#: upstream gradient's, the result's) fit in the processor's cache, where the passes over them are cheap.
+BLOCK = 1 << 20
+
+
+def _blocks(x: Tensor, dims: tuple[int, ...], shared: bool) -> list[slice]:
+    """Slices of dimension 0 with ``BLOCK`` elements or more each, when the statistics do not
+    reach across dimension 0 and the parameters are ``shared`` along it (layer, instance, group
+    norm); else one slice for all of ``x``."""
+    if 0 in dims or not shared:
+        return [slice(None)]
+    rows = max(1, -(-x.shape[0] // max(1, x.numel() // BLOCK)))  # ceil(N / blocks): BLOCK elements or more
+    return [slice(start, start + rows) for start in range(0, max(x.shape[0], 1), rows)]
 
 
 def _trailing_split(dims: tuple[int, ...], ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 import normlib.functional as NF
 from normlib.core import formula, moments
+from normlib import fused
 from normlib.fused import Standardize, standardize
 
 METHODS = {
@@ -68,6 +69,28 @@ def _leaves(affine_shape):
         torch.randn(affine_shape, dtype=torch.float64, requires_grad=True),
     )
     return x, params
+
+
+@pytest.mark.parametrize("dims, affine_shape", [((2,), (1, 6, 1)), ((1, 2), (6, 5)), ((2,), (5,)), ((1, 2), None)])
+def test_backward_in_blocks_of_rows_equals_the_backward_in_one_block(dims, affine_shape, monkeypatch):
+    x = (torch.randn(7, 6, 5, dtype=torch.float64) * 3 + 10).requires_grad_()
+    params = [] if affine_shape is None else [
+        (torch.rand(affine_shape, dtype=torch.float64) + 0.5).requires_grad_(),
+        torch.randn(affine_shape, dtype=torch.float64, requires_grad=True)]
+    g = torch.randn(x.shape, dtype=torch.float64)
+
+    def grads():
+        w, b = params or (None, None)
+        return torch.autograd.grad(Standardize.apply(x, w, b, dims, 1e-5, True)[0], [x, *params], g)
+
+    whole = grads()
+    monkeypatch.setattr(fused, "BLOCK", 60)  # seven rows of 30 elements: blocks of 3, 3 and 1 rows
+    assert len(fused._blocks(x, dims, True)) == 3
+    for got, expected in zip(grads(), whole):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    expected = torch.autograd.grad(formula(x, dims, 1e-5, *(params or (None, None)))[0], [x, *params], g)
+    for got, want in zip(grads(), expected):  # and the blocks against autograd through the formula
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("dims, affine_shape", LAYOUTS)

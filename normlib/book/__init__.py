@@ -11,5 +11,7 @@
 - :mod:`normlib.book.resnet`, :mod:`normlib.book.practice`, :mod:`normlib.book.diagnostics`: the
   residual networks, batch-norm practice and signal-propagation plots of the last chapters;
 - :mod:`normlib.book.distributed`: a launcher of local processes and a worker that checks
-  :class:`normlib.nn.SyncBatchNorm` against PyTorch's batch norm.
+  :class:`normlib.nn.SyncBatchNorm` against PyTorch's batch norm;
+- :mod:`normlib.book.perf`: the geometric mean of the speed chapter, shared with
+  ``benchmarks/bench.py``.
 """
