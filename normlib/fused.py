@@ -144,8 +144,8 @@ class Standardize(torch.autograd.Function):
             return torch.zeros_like(x), grad_weight, grad_bias, None, None, None
         grad_x = torch.empty_like(x)
         grad_weight = grad_bias = None
-        shared = 0 in ctx.param_dims or weight is None and bias is None  # the same parameters in every row
-        for rows in _blocks(x, dims, shared):  # a few rows at a time, so that they stay in the cache
+        rows_share_params = 0 in ctx.param_dims or weight is None and bias is None  # no parameter varies along dim 0
+        for rows in _blocks(x, dims, rows_share_params):  # a few rows at a time, so that they stay in the cache
             partial_weight, partial_bias = Standardize._backward_rows(
                 ctx, grad_y[rows], x[rows], weight, mean[rows], inv_std[rows], out=grad_x[rows])
             grad_weight, grad_bias = _plus(grad_weight, partial_weight), _plus(grad_bias, partial_bias)
@@ -233,11 +233,11 @@ def _plus(a: Tensor | None, b: Tensor) -> Tensor:
 BLOCK = 1 << 20
 
 
-def _blocks(x: Tensor, dims: tuple[int, ...], shared: bool) -> list[slice]:
+def _blocks(x: Tensor, dims: tuple[int, ...], rows_share_params: bool) -> list[slice]:
     """Slices of dimension 0 with ``BLOCK`` elements or more each, when the statistics do not
-    reach across dimension 0 and the parameters are ``shared`` along it (layer, instance, group
-    norm); else one slice for all of ``x``."""
-    if 0 in dims or not shared:
+    reach across dimension 0 and every row uses the same parameters (``rows_share_params``: layer,
+    instance, group norm); else one slice for all of ``x``."""
+    if 0 in dims or not rows_share_params:
         return [slice(None)]
     rows = max(1, -(-x.shape[0] // max(1, x.numel() // BLOCK)))  # ceil(N / blocks): BLOCK elements or more
     return [slice(start, start + rows) for start in range(0, max(x.shape[0], 1), rows)]
