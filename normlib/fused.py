@@ -78,13 +78,18 @@ class Standardize(torch.autograd.Function):
       :math:`\sigma^2 = \overline{(x - \mu_0)^2} - c^2` and :math:`\mu = \mu_0 + c` (the same
       two-pass statistics as :func:`normlib.core.moments`); then, in place on the buffer, subtract
       :math:`c`, scale by :math:`1/\sqrt{\sigma^2+\epsilon}`, by :math:`\gamma`, add :math:`\beta`.
+      Where :math:`\gamma/\sqrt{\sigma^2+\epsilon}` is a small tensor (one value per set and
+      channel: batch, instance, group norm), those four steps are one multiply and one add.
     - backward: the closed form above with :math:`g = \gamma\,\partial L/\partial y`,
       plus :math:`\partial L/\partial\gamma = \sum g_y \hat x` and :math:`\partial L/\partial\beta = \sum g_y`,
       in one new buffer, the result's: :math:`g_y \hat x` is formed there, summed, and the buffer
       is then refilled with :math:`x - \mu` and turned into :math:`\partial L/\partial x` in
-      place. When the statistics do not reach across dimension 0 (layer, instance, group norm),
-      this runs on blocks of rows (``BLOCK`` elements or more), so that the dozen passes over a
-      block find it in the cache; the parameters' gradients add up the blocks' shares.
+      place; where :math:`\gamma/\sqrt{\sigma^2+\epsilon}` is small, as
+      :math:`(x - \mu)\,a + g_y \gamma/\sqrt{\sigma^2+\epsilon} + b` with one :math:`a` and
+      :math:`b` per set (six whole-tensor operations instead of eight). When the statistics do not
+      reach across dimension 0 (layer, instance, group norm), this runs on blocks of rows
+      (``BLOCK`` elements or more), so that the passes over a block find it in the cache; the
+      parameters' gradients add up the blocks' shares.
 
     Only ``x``, ``weight``, ``mean`` and :math:`1/\sqrt{\sigma^2+\epsilon}` are kept for the backward.
     Gradients through the returned ``mean`` and ``var``, second derivatives (``create_graph=True``)
@@ -104,7 +109,12 @@ class Standardize(torch.autograd.Function):
             c = y.mean(dim=dims, keepdim=True)  # the first pass's rounding, small
             var = _mean_square(y, dims).sub_(c * c).clamp_min_(0)
             mean = mean + c
-            y = y.sub_(c).mul_(torch.rsqrt(var + eps))
+            inv_std = torch.rsqrt(var + eps)
+            if _small_scale(x, inv_std, weight):  # batch, instance, group norm: one pass for the four steps
+                scale = inv_std if weight is None else inv_std * weight
+                shift = -c * scale if bias is None else bias - c * scale
+                return y.mul_(scale).add_(shift), mean, var  # ((y - c) inv_std) gamma + beta
+            y = y.sub_(c).mul_(inv_std)
         else:  # RMSNorm: no mean, the mean square in place of the variance
             var = _mean_square(x, dims)
             mean = torch.zeros_like(var)
@@ -164,17 +174,28 @@ class Standardize(torch.autograd.Function):
         in_both = tuple(d for d in dims if d in ctx.param_dims)
         params_only = tuple(d for d in ctx.param_dims if d not in in_both)
         stats_only = tuple(d for d in dims if d not in in_both)
-        buffer = torch.sub(x, mean, out=out).mul_(inv_std).mul_(grad_y)  # g_y * x_hat: the one buffer
-        sum_gx = sum_over(buffer, in_both)
+        small = ctx.center and bool(in_both) and _small_scale(x, inv_std, weight)  # batch, instance, group norm
+        if small:  # g_y * (x - mean) in the buffer; inv_std applied to its sums, which are small
+            buffer = torch.sub(x, mean, out=out).mul_(grad_y)
+            sum_gx = sum_over(buffer, in_both).mul_(inv_std)
+        else:
+            buffer = torch.sub(x, mean, out=out).mul_(inv_std).mul_(grad_y)  # g_y * x_hat: the one buffer
+            sum_gx = sum_over(buffer, in_both)
         grad_weight = sum_over(sum_gx, params_only) if ctx.needs_input_grad[1] else None
         gx_bar = _sum_times(sum_gx, weight, stats_only) / m  # mean of g * x_hat, with g = weight * grad_y
         del sum_gx
         sum_g = sum_over(grad_y, in_both) if ctx.center or ctx.needs_input_grad[2] else None
         grad_bias = sum_over(sum_g, params_only) if ctx.needs_input_grad[2] else None
+        g_bar = _sum_times(sum_g, weight, stats_only) / m if ctx.center else None  # RMSNorm has no g_bar
+        if small:  # the same, as (x - mean) * (-inv_std^2 gx_bar) + g_y * (inv_std gamma) - inv_std g_bar
+            grad_x = torch.sub(x, mean, out=buffer).mul_(-inv_std * inv_std * gx_bar)
+            grad_x = grad_x.addcmul_(grad_y, inv_std if weight is None else inv_std * weight)
+            grad_x.sub_(inv_std * g_bar)
+            return grad_weight, grad_bias
         # inv_std * (g - g_bar - x_hat * gx_bar), with x_hat = (x - mean) * inv_std, in the same buffer
         grad_x = torch.sub(x, mean, out=buffer).mul_(-gx_bar * inv_std)
-        if ctx.center:  # RMSNorm has no mean, so no g_bar
-            grad_x = grad_x.sub_(_sum_times(sum_g, weight, stats_only) / m)  # g_bar, the mean of g
+        if g_bar is not None:
+            grad_x = grad_x.sub_(g_bar)
         grad_x = grad_x.add_(grad_y) if weight is None else grad_x.addcmul_(grad_y, weight)
         grad_x.mul_(inv_std)
         return grad_weight, grad_bias
@@ -241,6 +262,14 @@ def _blocks(x: Tensor, dims: tuple[int, ...], rows_share_params: bool) -> list[s
         return [slice(None)]
     rows = max(1, -(-x.shape[0] // max(1, x.numel() // BLOCK)))  # ceil(N / blocks): BLOCK elements or more
     return [slice(start, start + rows) for start in range(0, max(x.shape[0], 1), rows)]
+
+
+def _small_scale(x: Tensor, inv_std: Tensor, weight: Tensor | None) -> bool:
+    """Whether ``inv_std * weight`` (one factor per set, times one per parameter) is much smaller
+    than ``x``: then the affine step folds into the normalization's, and the backward's into fewer
+    passes. True for batch, instance and group norm; false for layer norm with its weight."""
+    shape = inv_std.shape if weight is None else torch.broadcast_shapes(inv_std.shape, weight.shape)
+    return math.prod(shape) * 4 <= x.numel()
 
 
 def _trailing_split(dims: tuple[int, ...], ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

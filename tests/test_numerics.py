@@ -156,3 +156,16 @@ def test_standardize_forward_mode_derivative_passes_gradcheck(dims, affine_shape
     f = lambda x, *p: Standardize.apply(x, *(p or (None, None)), dims, 1e-3, True)
     assert torch.autograd.gradcheck(f, (x, *params), check_forward_ad=True, check_backward_ad=False,
                                     check_undefined_grad=False, check_batched_grad=False)
+
+
+@pytest.mark.parametrize("x_shape, stats_shape, weight_shape, small", [
+    ((8, 16, 4, 4), (1, 16, 1, 1), (1, 16, 1, 1), True),    # batch norm: one scale per channel
+    ((8, 16, 4, 4), (8, 16, 1, 1), (1, 16, 1, 1), True),    # instance norm: per sample and channel
+    ((8, 4, 4, 16), (8, 4, 1, 1), (1, 4, 4, 1), True),      # group norm, grouped view
+    ((8, 16, 32), (8, 16, 1), (32,), False),                # layer norm: the scale is as large as x
+    ((8, 16, 32), (8, 16, 1), None, True),                  # layer norm without weight
+])
+def test_the_affine_step_folds_into_the_scale_where_that_scale_is_small(x_shape, stats_shape, weight_shape, small):
+    x = torch.empty(x_shape)
+    weight = None if weight_shape is None else torch.empty(weight_shape)
+    assert fused._small_scale(x, torch.empty(stats_shape), weight) is small
