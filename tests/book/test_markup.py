@@ -28,3 +28,21 @@ def test_boxes_with_a_title_use_the_admonition_directive(path):
         f"{path.name}: a {{note}}-style box takes no title, so this text runs into its first paragraph; "
         f"write `:::{{admonition}} Title` with `:class: note` instead: {bad}"
     )
+
+
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+# A glued value is shown through its repr: a NumPy or PyTorch scalar would appear on the page as
+# "np.float64(2.9)" or "tensor(2.9)". Glue Python numbers (float(...), .item()).
+REPR_OF_AN_ARRAY = re.compile(r"^(np\.\w+\(|numpy\.\w+\(|tensor\(|array\()")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_glued_values_are_plain_numbers_not_array_reprs(path):
+    bad = []
+    for cell in json.loads(path.read_text(encoding="utf-8")).get("cells", []):
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            text = output.get("data", {}).get("application/papermill.record/text/plain", "")
+            if name and REPR_OF_AN_ARRAY.match(text):
+                bad.append(f"{name} = {text}")
+    assert not bad, f"{path.name}: glued values that the page would show as a repr: {bad}"
