@@ -402,8 +402,8 @@ def cosine_norm(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 # =============================================================================================
-# Batch renormalization and weight standardization (issue 15). Appended as a section of its own;
-# like everything above, each is a few lines on normlib.core.
+# Batch renormalization and weight standardization: normalizations beyond torch.nn's; like
+# everything above, each is a few lines on normlib.core.
 # =============================================================================================
 
 __all__ += ["batch_renorm", "weight_standardization"]
@@ -460,10 +460,7 @@ def batch_renorm(
     """
     check_floating(input)
     check_eps(eps)
-    if not rmax >= 1:
-        raise ValueError(f"rmax must be at least 1 (r is clipped to [1/rmax, rmax]), got {rmax}")
-    if not dmax >= 0:
-        raise ValueError(f"dmax must be non-negative (d is clipped to [-dmax, dmax]), got {dmax}")
+    check_renorm_bounds(rmax, dmax)
     if input.dim() < 2:
         raise ValueError(f"input must be (N, C) or (N, C, *spatial), got {input.dim()}-D shape {tuple(input.shape)}")
     if running_mean is None or running_var is None:
@@ -489,6 +486,14 @@ def batch_renorm(
     update_running(running_mean, mean_b.flatten(), momentum)
     update_running(running_var, var_b.flatten() * m / (m - 1), momentum)
     return y
+
+
+def check_renorm_bounds(rmax: float, dmax: float) -> None:
+    """Raise ``ValueError`` unless ``rmax >= 1`` and ``dmax >= 0`` (:func:`batch_renorm`'s clips)."""
+    if not rmax >= 1:
+        raise ValueError(f"rmax must be at least 1 (r is clipped to [1/rmax, rmax]), got {rmax}")
+    if not dmax >= 0:
+        raise ValueError(f"dmax must be non-negative (d is clipped to [-dmax, dmax]), got {dmax}")
 
 
 def weight_standardization(weight: Tensor, eps: float = 1e-5) -> Tensor:

@@ -133,6 +133,7 @@ class Standardize(torch.autograd.Function):
         ctx.save_for_backward(*saved)
         ctx.save_for_forward(*saved)
         ctx.dims, ctx.eps, ctx.center = dims, eps, center
+        ctx.folded = center and _small_scale(x, var, weight)  # the forward's choice, for the backward
         ctx.set_size = math.prod(x.shape[d] for d in dims)  # |S_k|, the elements sharing one mean
         params = weight if weight is not None else bias
         if params is None:  # no affine step: nothing to sum for it
@@ -174,8 +175,7 @@ class Standardize(torch.autograd.Function):
         in_both = tuple(d for d in dims if d in ctx.param_dims)
         params_only = tuple(d for d in ctx.param_dims if d not in in_both)
         stats_only = tuple(d for d in dims if d not in in_both)
-        small = ctx.center and bool(in_both) and _small_scale(x, inv_std, weight)  # batch, instance, group norm
-        if small:  # g_y * (x - mean) in the buffer; inv_std applied to its sums, which are small
+        if ctx.folded:  # g_y * (x - mean) in the buffer; inv_std applied to its sums, which are small
             buffer = torch.sub(x, mean, out=out).mul_(grad_y)
             sum_gx = sum_over(buffer, in_both).mul_(inv_std)
         else:
@@ -187,7 +187,7 @@ class Standardize(torch.autograd.Function):
         sum_g = sum_over(grad_y, in_both) if ctx.center or ctx.needs_input_grad[2] else None
         grad_bias = sum_over(sum_g, params_only) if ctx.needs_input_grad[2] else None
         g_bar = _sum_times(sum_g, weight, stats_only) / m if ctx.center else None  # RMSNorm has no g_bar
-        if small:  # the same, as (x - mean) * (-inv_std^2 gx_bar) + g_y * (inv_std gamma) - inv_std g_bar
+        if ctx.folded:  # the same, as (x - mean) * (-inv_std^2 gx_bar) + g_y * (inv_std gamma) - inv_std g_bar
             grad_x = torch.sub(x, mean, out=buffer).mul_(-inv_std * inv_std * gx_bar)
             grad_x = grad_x.addcmul_(grad_y, inv_std if weight is None else inv_std * weight)
             grad_x.sub_(inv_std * g_bar)
@@ -264,11 +264,12 @@ def _blocks(x: Tensor, dims: tuple[int, ...], rows_share_params: bool) -> list[s
     return [slice(start, start + rows) for start in range(0, max(x.shape[0], 1), rows)]
 
 
-def _small_scale(x: Tensor, inv_std: Tensor, weight: Tensor | None) -> bool:
-    """Whether ``inv_std * weight`` (one factor per set, times one per parameter) is much smaller
-    than ``x``: then the affine step folds into the normalization's, and the backward's into fewer
-    passes. True for batch, instance and group norm; false for layer norm with its weight."""
-    shape = inv_std.shape if weight is None else torch.broadcast_shapes(inv_std.shape, weight.shape)
+def _small_scale(x: Tensor, stats: Tensor, weight: Tensor | None) -> bool:
+    """Whether ``inv_std * weight`` (one factor per set, ``stats``' shape, times one per parameter)
+    is much smaller than ``x``: then the affine step folds into the normalization's, and the
+    backward's into fewer passes. True for batch, instance and group norm; false for layer norm
+    with its weight."""
+    shape = stats.shape if weight is None else torch.broadcast_shapes(stats.shape, weight.shape)
     return math.prod(shape) * 4 <= x.numel()
 
 

@@ -624,8 +624,8 @@ def weight_norm(module: nn.Module, name: str = "weight", dim: int | None = 0) ->
 
 
 # =============================================================================================
-# Batch renormalization and weight standardization (issue 15). Appended as a section of its own:
-# the modules keep state and call normlib.functional.batch_renorm / weight_standardization.
+# Batch renormalization and weight standardization, beyond torch.nn's layers: the modules keep
+# state and call normlib.functional.batch_renorm / weight_standardization.
 # =============================================================================================
 
 __all__ += ["BatchRenorm1d", "BatchRenorm2d", "WeightStandardization", "weight_standardization", "WSConv2d"]
@@ -662,10 +662,7 @@ class _BatchRenorm(_BatchNorm):
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, True, device, dtype)
         check_eps(eps)  # renormalization always uses batch statistics in training
-        if not rmax >= 1:
-            raise ValueError(f"rmax must be at least 1 (r is clipped to [1/rmax, rmax]), got {rmax}")
-        if not dmax >= 0:
-            raise ValueError(f"dmax must be non-negative (d is clipped to [-dmax, dmax]), got {dmax}")
+        NF.check_renorm_bounds(rmax, dmax)
         start, end = warmup
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end):
             raise ValueError(f"warmup must be (start, end) with integers 0 <= start <= end, got {warmup!r}")
