@@ -6,6 +6,8 @@
 
 "forward" is the forward pass of a training step (inputs require grad, so both sides record
 what their backward needs); "forward+backward" adds the backward with a fixed upstream gradient.
+Besides normlib and PyTorch, the full run times normlib's formula op for op with autograd's
+backward (no closed form), eagerly and under ``torch.compile``, and normlib itself compiled.
 Each timing is the median of ``torch.utils.benchmark.Timer.blocked_autorange``, the fastest of
 several rounds in which all variants take turns (``--rounds``), by default on
 one thread and in process CPU time (``--clock cpu``), which other jobs on a shared machine
@@ -211,6 +213,9 @@ def main(argv=None) -> int:
             forward_backward(compiled, x, params, grad)  # compiles forward and backward graphs
             row["compile seconds"] = time.perf_counter() - start
             functions["normlib compiled"] = compiled
+            if plain is not None and not args.quick:  # the compiler given the formula and autograd's backward of it
+                functions["normlib compiled, autograd backward"] = torch.compile(plain)
+                forward_backward(functions["normlib compiled, autograd backward"], x, params, grad)
         row.update(measure_interleaved(functions, x, params, grad, min_run_time, args.clock, args.rounds))
         rows.append(row)
         print(_format_row(row), flush=True)
@@ -219,7 +224,7 @@ def main(argv=None) -> int:
     # PyTorch implementation is a slow composite of pooling ops, is reported on its own.
     summary = {}
     four = [r for r in rows if r["layer"] in STANDARDIZED]
-    for variant in ("normlib", "normlib, autograd backward", "normlib compiled"):
+    for variant in ("normlib", "normlib, autograd backward", "normlib compiled", "normlib compiled, autograd backward"):
         if all(variant in r for r in four):
             for mode in ("forward", "forward+backward"):
                 summary[f"{variant}/torch {mode} (BN, LN, IN, GN)"] = geomean(
@@ -246,7 +251,7 @@ def _format_row(row) -> str:
         return f"{seconds * 1e3:8.2f}"
     shape = "x".join(map(str, row["shape"]))
     text = f"{row['layer']:4s} {shape:15s}"
-    for variant in ("normlib", "torch", "normlib, autograd backward", "normlib compiled"):
+    for variant in ("normlib", "torch", "normlib, autograd backward", "normlib compiled", "normlib compiled, autograd backward"):
         if variant in row:
             text += f" | {variant} fwd {ms(row[variant]['forward'])} f+b {ms(row[variant]['forward+backward'])} ms"
     ratio = row["normlib"]["forward+backward"] / row["torch"]["forward+backward"]

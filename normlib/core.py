@@ -113,12 +113,15 @@ def sum_over(t: Tensor, dims: Sequence[int]) -> Tensor:
 def moments(x: Tensor, dims: Sequence[int], center: bool = True) -> tuple[Tensor, Tensor]:
     r"""Mean and biased variance of ``x`` over ``dims`` (kept as size-1 dimensions).
 
-    Two passes: first the mean, then the mean of the squared deviations from it. This is exact
-    up to rounding whatever the offset of the data, unlike the one-pass formula
-    ``E[x**2] - E[x]**2``, which cancels catastrophically when the mean is large against the
-    spread (see the numerics chapter of the book). The mean itself gets one correction: the
-    average of the deviations from the first estimate, which are small and so summed with
-    little rounding, is added back (in float32 at an offset of 1e4 this halves the error).
+    Two passes: first the mean, then the squared deviations from it. This is exact up to
+    rounding whatever the offset of the data, unlike the one-pass formula ``E[x**2] - E[x]**2``,
+    which cancels catastrophically when the mean is large against the spread (see the numerics
+    chapter of the book). The second pass also takes the mean :math:`c` of the deviations, which
+    would be 0 but for the first pass's rounding: it corrects the mean, and
+    :math:`\sigma^2 = \overline{(x - \mu_0)^2} - c^2` is the variance of the corrected
+    deviations (the corrected two-pass algorithm of Chan, Golub & LeVeque, 1983; at large offsets
+    it is more accurate than the plain two passes, as the numerics chapter measures). Both sums of
+    the second pass read the same deviations, so a compiler makes them one loop.
 
     With ``center=False`` (RMSNorm) the mean is taken to be 0: the "variance" is then the mean
     square :math:`\overline{x^2}` (of ``x * x``, also for complex ``x``, as PyTorch's ``rms_norm``).
@@ -133,9 +136,10 @@ def moments(x: Tensor, dims: Sequence[int], center: bool = True) -> tuple[Tensor
         mean_square = (x * x).mean(dim=dims, keepdim=True)
         return torch.zeros_like(mean_square), mean_square
     mean = x.mean(dim=dims, keepdim=True)
-    mean = mean + (x - mean).mean(dim=dims, keepdim=True)  # correct the first pass's rounding
-    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
-    return mean, var
+    deviation = x - mean
+    correction = deviation.mean(dim=dims, keepdim=True)  # the first pass's rounding, small
+    var = (deviation.square().mean(dim=dims, keepdim=True) - correction.square()).clamp_min(0)
+    return mean + correction, var  # the variance of deviation - correction
 
 
 def formula(
@@ -151,21 +155,15 @@ def formula(
 
     ``weight`` (:math:`\gamma`) and ``bias`` (:math:`\beta`) are ``None`` or broadcast against
     ``x``. Autograd differentiates this through every intermediate; it is the reference that the
-    speed path :func:`normlib.fused.standardize` must equal, and what that path hands to
-    ``torch.compile``. There the statistics are ``torch.var_mean``, which the compiler turns into
-    one loop of Welford's update (as robust to a large mean as two passes); in eager mode that
-    kernel is slow on a CPU for these layouts, so :func:`moments` is used.
+    speed path :func:`normlib.fused.standardize` must equal, and the forward that path hands to
+    ``torch.compile`` (:class:`normlib.fused.TracedStandardize`).
 
     >>> x = torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=torch.float64)
     >>> y, mean, var = formula(x, dims=(1,), eps=0.0)
     >>> [t.flatten().tolist() for t in (y, mean, var)]
     [[-1.0, 1.0, -1.0, 1.0], [2.0, 6.0], [1.0, 1.0]]
     """
-    dims = tuple(dims)
-    if torch.compiler.is_compiling() and center:
-        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
-    else:
-        mean, var = moments(x, dims, center)
+    mean, var = moments(x, dims, center)
     y = (x - mean) * torch.rsqrt(var + eps)
     if weight is not None:
         y = y * weight

@@ -15,8 +15,9 @@ it to) in one buffer, and its backward is the closed form of :func:`normlib.grad
 
 run in place in one more buffer. That brings normlib's eager speed close to PyTorch's native
 kernels (the book's performance chapter has the measurements). :func:`standardize` is what the
-layers call: it picks this path, or the formula itself under ``torch.compile`` (the compiler
-fuses the plain graph better than it can see through an ``autograd.Function``).
+layers call: it picks this path, or under ``torch.compile`` :class:`TracedStandardize`, the
+formula and the same closed form in out-of-place operations, which the compiler traces and
+fuses (in-place steps on one buffer are what it cannot see through).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from torch import Tensor
 from normlib.core import LOW_PRECISION, formula, sum_over
 from normlib.grad import standardize_backward
 
-__all__ = ["Standardize", "standardize"]
+__all__ = ["Standardize", "TracedStandardize", "standardize"]
 
 
 def standardize(
@@ -48,7 +49,8 @@ def standardize(
     against ``x``. With ``center=False`` (RMSNorm) the mean is not subtracted and the mean
     square takes the variance's place. float16 and bfloat16 are computed in float32, as
     PyTorch's kernels accumulate, and ``y`` is cast back. The work is :class:`Standardize`'s;
-    under ``torch.compile``, and for complex input, it is :func:`normlib.core.formula`'s.
+    under ``torch.compile`` it is :class:`TracedStandardize`'s, and for complex input
+    :func:`normlib.core.formula`'s.
 
     >>> x = torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=torch.float64)
     >>> y, mean, var = standardize(x, dims=(1,), eps=0.0)
@@ -60,8 +62,10 @@ def standardize(
         weight, bias = (None if t is None else t.float() for t in (weight, bias))
         y, mean, var = standardize(x.float(), dims, eps, weight, bias, center)
         return y.to(x.dtype), mean, var
-    if torch.compiler.is_compiling() or x.is_complex():
+    if x.is_complex():
         return formula(x, dims, eps, weight, bias, center)
+    if torch.compiler.is_compiling():
+        return TracedStandardize.apply(x, weight, bias, dims, eps, center)
     return Standardize.apply(x, weight, bias, dims, eps, center)
 
 
@@ -132,22 +136,15 @@ class Standardize(torch.autograd.Function):
         saved = (x, weight, bias, mean, torch.rsqrt(var + eps))
         ctx.save_for_backward(*saved)
         ctx.save_for_forward(*saved)
-        ctx.dims, ctx.eps, ctx.center = dims, eps, center
+        _remember_layout(ctx, x, weight, bias, dims, eps, center)
         ctx.folded = center and _small_scale(x, var, weight)  # the forward's choice, for the backward
-        ctx.set_size = math.prod(x.shape[d] for d in dims)  # |S_k|, the elements sharing one mean
-        params = weight if weight is not None else bias
-        if params is None:  # no affine step: nothing to sum for it
-            ctx.param_dims = dims
-        else:  # the dimensions along which weight and bias are constant: their gradients sum over these
-            shape = (1,) * (x.dim() - params.dim()) + tuple(params.shape)
-            ctx.param_dims = tuple(d for d in range(x.dim()) if shape[d] == 1)
         ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
 
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_var):
         x, weight, bias, mean, inv_std = ctx.saved_tensors
         if grad_mean is not None or grad_var is not None or torch.is_grad_enabled() or grad_y is None:
-            return Standardize._differentiable_backward(ctx, grad_y, grad_mean, grad_var)
+            return _closed_form_backward(ctx, grad_y, grad_mean, grad_var, recompute=True)
         dims, m = ctx.dims, ctx.set_size
         if m == 1 and ctx.center:  # x_hat = 0 whatever x is: y = bias, an exactly zero input gradient
             grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
@@ -201,27 +198,6 @@ class Standardize(torch.autograd.Function):
         return grad_weight, grad_bias
 
     @staticmethod
-    def _differentiable_backward(ctx, grad_y, grad_mean, grad_var):
-        """:func:`normlib.grad.standardize_backward`, with the statistics rebuilt from ``x``, so that
-        autograd (second derivatives) and ``torch.func`` transforms can follow every step; plus the
-        gradients through the returned ``mean`` and ``var``."""
-        x, weight, bias, mean, _ = ctx.saved_tensors
-        m = ctx.set_size
-        grad_x = grad_weight = grad_bias = None
-        if grad_y is not None:
-            grad_x, grad_weight, grad_bias = standardize_backward(
-                grad_y, x, ctx.dims, ctx.eps, weight, ctx.param_dims, ctx.center)
-            grad_weight = grad_weight.reshape(weight.shape) if ctx.needs_input_grad[1] else None
-            grad_bias = grad_bias.reshape(bias.shape) if ctx.needs_input_grad[2] else None
-        if grad_mean is not None and ctx.center:  # d mean / d x_i = 1 / m
-            grad_x = _plus(grad_x, (grad_mean / m).expand_as(x))
-        if grad_var is not None:  # d var / d x_i = 2 (x_i - mean) / m
-            grad_x = _plus(grad_x, 2 / m * grad_var * (x - mean))
-        if grad_x is None:
-            grad_x = torch.zeros_like(x)
-        return grad_x, grad_weight, grad_bias, None, None, None
-
-    @staticmethod
     def jvp(ctx, x_t, weight_t, bias_t, _dims, _eps, _center):
         """Forward-mode derivative (``torch.func.jvp``, ``jacfwd``, ``hessian``): the tangents of
         ``mean``, ``var`` and ``y`` from the tangents of ``x``, ``weight`` and ``bias``."""
@@ -239,6 +215,70 @@ class Standardize(torch.autograd.Function):
         if bias_t is not None:
             y_t = y_t + bias_t
         return y_t, mean_t, var_t
+
+
+class TracedStandardize(torch.autograd.Function):
+    r"""What ``torch.compile`` gets from :func:`standardize`: the values of :func:`normlib.core.formula`,
+    and the closed form of :func:`normlib.grad.standardize_backward` as the backward.
+
+    Both are out-of-place tensor operations, which the compiler traces and fuses: forward, two
+    loops over the input for the statistics and one for the output; backward, one for the
+    partial sums and one for :math:`\partial L/\partial x`. Left to differentiate the formula
+    itself, autograd takes the sums over :math:`S_k` and over the parameters' dimensions apart,
+    and the compiler makes a loop over the input for each. The backward uses the statistics the
+    forward kept (a compiled graph has no second derivative in any case: PyTorch raises).
+    """
+
+    @staticmethod
+    def forward(x, weight, bias, dims: tuple[int, ...], eps: float, center: bool):
+        return formula(x, dims, eps, weight, bias, center)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, dims, eps, center = inputs
+        _, mean, var = output
+        ctx.save_for_backward(x, weight, bias, mean, torch.rsqrt(var + eps))
+        _remember_layout(ctx, x, weight, bias, dims, eps, center)
+        ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_mean, grad_var):
+        return _closed_form_backward(ctx, grad_y, grad_mean, grad_var, recompute=False)
+
+
+def _remember_layout(ctx, x, weight, bias, dims, eps, center) -> None:
+    """What the backward needs besides tensors: the statistics' dimensions, ``eps``, whether
+    centred, :math:`|S_k|`, and the dimensions the parameters' gradients sum over."""
+    ctx.dims, ctx.eps, ctx.center = dims, eps, center
+    ctx.set_size = math.prod([x.shape[d] for d in dims])  # |S_k|, the elements sharing one mean
+    params = weight if weight is not None else bias
+    if params is None:  # no affine step: nothing to sum for it
+        ctx.param_dims = dims
+    else:  # the dimensions along which weight and bias are constant: their gradients sum over these
+        shape = (1,) * (x.dim() - params.dim()) + tuple(params.shape)
+        ctx.param_dims = tuple(d for d in range(x.dim()) if shape[d] == 1)
+
+
+def _closed_form_backward(ctx, grad_y, grad_mean, grad_var, recompute: bool):
+    """:func:`normlib.grad.standardize_backward`, plus the gradients through the returned ``mean``
+    and ``var``. With ``recompute`` the statistics are rebuilt from ``x``, so that autograd (second
+    derivatives) and ``torch.func`` transforms can follow every step; else the kept ones are used."""
+    x, weight, bias, mean, inv_std = ctx.saved_tensors
+    m = ctx.set_size
+    grad_x = grad_weight = grad_bias = None
+    if grad_y is not None:
+        stats = {} if recompute else {"mean": mean, "inv_std": inv_std}
+        grad_x, grad_weight, grad_bias = standardize_backward(
+            grad_y, x, ctx.dims, ctx.eps, weight, ctx.param_dims, ctx.center, **stats)
+        grad_weight = grad_weight.reshape(weight.shape) if ctx.needs_input_grad[1] else None
+        grad_bias = grad_bias.reshape(bias.shape) if ctx.needs_input_grad[2] else None
+    if grad_mean is not None and ctx.center:  # d mean / d x_i = 1 / m
+        grad_x = _plus(grad_x, (grad_mean / m).expand_as(x))
+    if grad_var is not None:  # d var / d x_i = 2 (x_i - mean) / m
+        grad_x = _plus(grad_x, 2 / m * grad_var * (x - mean))
+    if grad_x is None:
+        grad_x = torch.zeros_like(x)
+    return grad_x, grad_weight, grad_bias, None, None, None
 
 
 # ---------------------------------------------------------------------------------------------

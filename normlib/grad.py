@@ -9,6 +9,8 @@ norm. The speed path (:mod:`normlib.fused`) runs the same closed form in place, 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -25,6 +27,9 @@ def standardize_backward(
     weight: Tensor | None = None,
     param_dims: tuple[int, ...] | None = None,
     center: bool = True,
+    *,
+    mean: Tensor | None = None,
+    inv_std: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Gradients of :math:`y = \gamma \hat x + \beta`, :math:`\hat x` standardized over any set :math:`S_k`.
 
@@ -45,7 +50,17 @@ def standardize_backward(
     :math:`x_i`, the path through :math:`\mu_k` (which removes the mean of :math:`g`), and the
     path through :math:`\sigma_k` (which removes the component of :math:`g` along
     :math:`\hat x`). With ``center=False`` (RMSNorm, :math:`\mu = 0`) the middle term is absent.
-    Out-of-place operations only, so autograd can differentiate it again.
+
+    The four sums read the whole tensor once: :math:`\sum \partial L/\partial y\,(x - \mu)` and
+    :math:`\sum \partial L/\partial y` are taken first over the dimensions that ``dims`` and
+    ``param_dims`` share (for group norm: the positions of one channel in one sample), and each
+    sum is finished from those small partial sums. Where one mean serves several partial sums
+    (group norm), the first is formed as :math:`\sum \partial L/\partial y\,x - \mu \sum
+    \partial L/\partial y`, as PyTorch's group-norm kernel does, so that a compiler reads ``x``
+    for both in one loop (it keeps the other form in two); that loses about
+    :math:`\log_{10}(|\mu|/\sigma)` digits of those sums when the mean is large against the
+    spread. Out-of-place operations only, so autograd can differentiate it again, and
+    ``torch.compile`` fuses it into two loops over the input.
 
     Args:
         grad_output: :math:`\partial L / \partial y`, shape of ``input``.
@@ -55,20 +70,37 @@ def standardize_backward(
         weight: :math:`\gamma` broadcast against ``input``, or ``None`` for 1.
         param_dims: where the parameters are constant; ``None`` for ``dims``.
         center: ``False`` for RMSNorm.
+        mean: the forward's mean (kept as size-1 dimensions), with ``inv_std``, its
+            :math:`1/\sqrt{\sigma^2+\epsilon}`; ``None`` to compute both from ``input`` (which
+            autograd can then differentiate through).
+        inv_std: see ``mean``.
 
     Returns:
         ``(grad_input, grad_weight, grad_bias)``, the last two summed over ``param_dims`` (kept
         as size-1 dimensions).
     """
-    mean, var = moments(input, dims, center)
-    inv_std = torch.rsqrt(var + eps)
-    x_hat = (input - mean) * inv_std
-    g = grad_output if weight is None else grad_output * weight
-    g_bar = g.mean(dim=dims, keepdim=True) if center else 0
-    gx_bar = (g * x_hat).mean(dim=dims, keepdim=True)
-    grad_input = inv_std * (g - g_bar - x_hat * gx_bar)
+    if mean is None or inv_std is None:
+        mean, var = moments(input, dims, center)
+        inv_std = torch.rsqrt(var + eps)
     param_dims = dims if param_dims is None else param_dims
-    return grad_input, sum_over(grad_output * x_hat, param_dims), sum_over(grad_output, param_dims)
+    m = math.prod([input.shape[d] for d in dims])
+    shared = tuple(d for d in dims if d in param_dims)  # summed once, for both kinds of sum
+    params_only = tuple(d for d in param_dims if d not in shared)
+    stats_only = tuple(d for d in dims if d not in shared)
+    centered = input - mean
+    sum_g = sum_over(grad_output, shared)  # partial sums of dL/dy
+    if shared and stats_only:  # group norm: one mean for several partial sums (one per channel)
+        # sum dL/dy x - mu sum dL/dy, as PyTorch's group-norm kernel: both sums in one loop over x
+        sum_gc = sum_over(grad_output * input, shared) - mean * sum_g
+    else:
+        sum_gc = sum_over(grad_output * centered, shared)  # partial sums of dL/dy (x - mu)
+    grad_weight = sum_over(sum_gc * inv_std, params_only)  # sum of dL/dy x_hat
+    grad_bias = sum_over(sum_g, params_only)
+    w = 1 if weight is None else weight
+    gx_bar = sum_over(sum_gc * w, stats_only) * inv_std / m  # mean of g x_hat over S_k
+    g_bar = sum_over(sum_g * w, stats_only) / m if center else 0  # mean of g over S_k
+    grad_input = inv_std * (grad_output * w - g_bar - centered * (inv_std * gx_bar))
+    return grad_input, grad_weight, grad_bias
 
 
 def batch_norm_backward(

@@ -1,14 +1,16 @@
 """normlib under torch.compile: one graph per layer, and the same values and gradients as PyTorch.
 
-Under compilation :func:`normlib.fused.standardize` hands the compiler the plain formula
-(:func:`normlib.core.formula`) instead of the hand-scheduled autograd.Function; this checks
-that path, which the benchmark times but no notebook runs.
+Under compilation :func:`normlib.fused.standardize` hands the compiler
+:class:`normlib.fused.TracedStandardize` (the formula, and the closed-form backward in
+out-of-place operations) instead of the in-place autograd.Function; this checks that path,
+which the benchmark times but no notebook runs.
 """
 import pytest
 import torch
 import torch.nn.functional as F
 
 import normlib.functional as NF
+from test_numerics import LAYOUTS  # the statistics' and parameters' layouts the numerics tests use
 
 CASES = {
     "batch": (lambda lib, x, w, b: lib.batch_norm(x, None, None, w, b, training=True), (6, 4, 5, 5), 4),
@@ -35,3 +37,31 @@ def test_compiled_normlib_matches_pytorch_in_one_graph(method):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
     for a, c in zip(ours_grads, theirs_grads):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("dims, affine_shape", LAYOUTS)
+def test_compiled_standardize_has_the_formulas_gradients_through_all_three_outputs(dims, affine_shape, center):
+    """TracedStandardize's closed form, float64, against autograd through the formula: the output,
+    the returned mean and variance, and every layout of statistics and parameters (group norm's
+    partial sums, layer norm's, batch norm's), with an offset that a careless sum would feel."""
+    from normlib.core import formula
+    from normlib.fused import standardize
+
+    x = (torch.randn(4, 6, 5, dtype=torch.float64) * 3 + 100).requires_grad_()
+    params = [] if affine_shape is None else [
+        (torch.rand(affine_shape, dtype=torch.float64) + 0.5).requires_grad_(),
+        torch.randn(affine_shape, dtype=torch.float64, requires_grad=True)]
+    g = torch.randn(x.shape, dtype=torch.float64)
+
+    def loss(f, x, *params):
+        w, b = params or (None, None)
+        y, mean, var = f(x, dims, 1e-5, w, b, center)
+        return (y * g).sum() + (mean**2).sum() + var.sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda *a: loss(standardize, *a), fullgraph=True)
+    ours = torch.autograd.grad(compiled(x, *params), [x, *params])
+    reference = torch.autograd.grad(loss(formula, x, *params), [x, *params])
+    for got, want in zip(ours, reference):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-9)

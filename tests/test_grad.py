@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import normlib.functional as NF
-from normlib.grad import batch_norm_backward, weight_norm_backward
+from normlib.grad import batch_norm_backward, standardize_backward, weight_norm_backward
 from conftest import assert_close
 
 
@@ -42,3 +42,29 @@ def test_weight_norm_gradient_with_respect_to_v_is_orthogonal_to_v():
     g = torch.rand(5, 1, dtype=torch.float64)
     grad_v, _ = weight_norm_backward(torch.randn(5, 7, dtype=torch.float64), v, g)
     assert_close((grad_v * v).sum(dim=1), torch.zeros(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dims, param_dims, weight_shape", [
+    ((0, 2, 3), (0, 2, 3), (1, 4, 1, 1)),  # batch norm
+    ((2, 3), (0, 3), (1, 2, 2, 1)),  # group norm on (N, G, C/G, HW): partial sums per channel
+    ((1,), (0,), (12,)),  # layer norm on (N, D): no partial sums
+])
+def test_standardize_backward_with_the_kept_statistics_equals_the_recomputed(dims, param_dims, weight_shape):
+    from normlib.core import moments
+    shape = (3, 4, 5, 6) if len(weight_shape) == 4 else (7, 12)
+    x = torch.randn(shape, dtype=torch.float64) * 2 + 1e3  # a large offset: the sums must not cancel
+    g = torch.randn(shape, dtype=torch.float64)
+    w = torch.rand(weight_shape, dtype=torch.float64) + 0.5
+    view = x.reshape(3, 2, 2, 30) if dims == (2, 3) else x
+    gv = g.reshape(view.shape)
+    mean, var = moments(view, dims)
+    kept = standardize_backward(gv, view, dims, 1e-5, w, param_dims, mean=mean, inv_std=torch.rsqrt(var + 1e-5))
+    recomputed = standardize_backward(gv, view, dims, 1e-5, w, param_dims)
+    for a, b in zip(kept, recomputed):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    xr = view.clone().requires_grad_()
+    wr = w.clone().requires_grad_()
+    y = ((xr - moments(xr, dims)[0]) * torch.rsqrt(moments(xr, dims)[1] + 1e-5) * wr).mul(gv).sum()
+    auto = torch.autograd.grad(y, (xr, wr))
+    torch.testing.assert_close(kept[0], auto[0], rtol=0, atol=1e-9)
+    torch.testing.assert_close(kept[1].reshape(w.shape), auto[1], rtol=0, atol=1e-7)
