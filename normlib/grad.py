@@ -96,10 +96,12 @@ def standardize_backward(
         sum_gc = sum_over(grad_output * centered, shared)  # partial sums of dL/dy (x - mu)
     grad_weight = sum_over(sum_gc * inv_std, params_only)  # sum of dL/dy x_hat
     grad_bias = sum_over(sum_g, params_only)
-    w = 1 if weight is None else weight
-    gx_bar = sum_over(sum_gc * w, stats_only) * inv_std / m  # mean of g x_hat over S_k
-    g_bar = sum_over(sum_g * w, stats_only) / m if center else 0  # mean of g over S_k
-    grad_input = inv_std * (grad_output * w - g_bar - centered * (inv_std * gx_bar))
+    if weight is not None:  # g = weight * dL/dy; the partial sums are over dimensions where weight is constant
+        sum_gc, sum_g = sum_gc * weight, sum_g * weight
+    gx_bar = sum_over(sum_gc, stats_only) * inv_std / m  # mean of g x_hat over S_k
+    g_bar = sum_over(sum_g, stats_only) / m if center else 0  # mean of g over S_k
+    g = grad_output if weight is None else grad_output * weight
+    grad_input = inv_std * (g - g_bar - centered * (inv_std * gx_bar))
     return grad_input, grad_weight, grad_bias
 
 
