@@ -131,14 +131,10 @@ class Standardize(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias, dims, eps, center = inputs
-        _, mean, var = output
-        saved = (x, weight, bias, mean, torch.rsqrt(var + eps))
-        ctx.save_for_backward(*saved)
+        saved = _save_for_backward(ctx, inputs, output)
         ctx.save_for_forward(*saved)
-        _remember_layout(ctx, x, weight, bias, dims, eps, center)
-        ctx.folded = center and _small_scale(x, var, weight)  # the forward's choice, for the backward
-        ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
+        x, weight, _, _, inv_std = saved
+        ctx.folded = ctx.center and _small_scale(x, inv_std, weight)  # the forward's choice, for the backward
 
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_var):
@@ -235,20 +231,22 @@ class TracedStandardize(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias, dims, eps, center = inputs
-        _, mean, var = output
-        ctx.save_for_backward(x, weight, bias, mean, torch.rsqrt(var + eps))
-        _remember_layout(ctx, x, weight, bias, dims, eps, center)
-        ctx.set_materialize_grads(False)  # unused outputs (mean, var) send None, not zeros
+        _save_for_backward(ctx, inputs, output)
 
     @staticmethod
     def backward(ctx, grad_y, grad_mean, grad_var):
         return _closed_form_backward(ctx, grad_y, grad_mean, grad_var, recompute=False)
 
 
-def _remember_layout(ctx, x, weight, bias, dims, eps, center) -> None:
-    """What the backward needs besides tensors: the statistics' dimensions, ``eps``, whether
-    centred, :math:`|S_k|`, and the dimensions the parameters' gradients sum over."""
+def _save_for_backward(ctx, inputs, output) -> tuple:
+    """What both Functions' backwards need: ``(x, weight, bias, mean, inv_std)``, saved and
+    returned; the statistics' dimensions, ``eps``, whether centred, :math:`|S_k|`, and the
+    dimensions the parameters' gradients sum over. Unused outputs (mean, var) send None, not zeros."""
+    x, weight, bias, dims, eps, center = inputs
+    _, mean, var = output
+    saved = (x, weight, bias, mean, torch.rsqrt(var + eps))
+    ctx.save_for_backward(*saved)
+    ctx.set_materialize_grads(False)
     ctx.dims, ctx.eps, ctx.center = dims, eps, center
     ctx.set_size = math.prod([x.shape[d] for d in dims])  # |S_k|, the elements sharing one mean
     params = weight if weight is not None else bias
@@ -257,6 +255,7 @@ def _remember_layout(ctx, x, weight, bias, dims, eps, center) -> None:
     else:  # the dimensions along which weight and bias are constant: their gradients sum over these
         shape = (1,) * (x.dim() - params.dim()) + tuple(params.shape)
         ctx.param_dims = tuple(d for d in range(x.dim()) if shape[d] == 1)
+    return saved
 
 
 def _closed_form_backward(ctx, grad_y, grad_mean, grad_var, recompute: bool):

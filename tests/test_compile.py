@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import normlib.functional as NF
-from test_numerics import LAYOUTS  # the statistics' and parameters' layouts the numerics tests use
+from test_numerics import LAYOUTS, _leaves  # the numerics tests' layouts and float64 leaves
 
 CASES = {
     "batch": (lambda lib, x, w, b: lib.batch_norm(x, None, None, w, b, training=True), (6, 4, 5, 5), 4),
@@ -48,10 +48,7 @@ def test_compiled_standardize_has_the_formulas_gradients_through_all_three_outpu
     from normlib.core import formula
     from normlib.fused import standardize
 
-    x = (torch.randn(4, 6, 5, dtype=torch.float64) * 3 + 100).requires_grad_()
-    params = [] if affine_shape is None else [
-        (torch.rand(affine_shape, dtype=torch.float64) + 0.5).requires_grad_(),
-        torch.randn(affine_shape, dtype=torch.float64, requires_grad=True)]
+    x, params = _leaves(affine_shape, scale=3, offset=100)
     g = torch.randn(x.shape, dtype=torch.float64)
 
     def loss(f, x, *params):

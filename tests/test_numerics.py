@@ -61,9 +61,10 @@ def test_standardize_equals_the_formula(dims, affine_shape):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def _leaves(affine_shape):
-    """x of shape (4, 6, 5) and, unless affine_shape is None, (weight, bias) of that shape: float64 leaves."""
-    x = torch.randn(4, 6, 5, dtype=torch.float64, requires_grad=True)
+def _leaves(affine_shape, shape=(4, 6, 5), scale=1.0, offset=0.0):
+    """x of ``shape`` (standard normal times ``scale`` plus ``offset``) and, unless affine_shape is
+    None, (weight, bias) of that shape: float64 leaves."""
+    x = (torch.randn(shape, dtype=torch.float64) * scale + offset).requires_grad_()
     params = () if affine_shape is None else (
         (torch.rand(affine_shape, dtype=torch.float64) + 0.5).requires_grad_(),
         torch.randn(affine_shape, dtype=torch.float64, requires_grad=True),
@@ -73,10 +74,7 @@ def _leaves(affine_shape):
 
 @pytest.mark.parametrize("dims, affine_shape", [((2,), (1, 6, 1)), ((1, 2), (6, 5)), ((2,), (5,)), ((1, 2), None)])
 def test_backward_in_blocks_of_rows_equals_the_backward_in_one_block(dims, affine_shape, monkeypatch):
-    x = (torch.randn(7, 6, 5, dtype=torch.float64) * 3 + 10).requires_grad_()
-    params = [] if affine_shape is None else [
-        (torch.rand(affine_shape, dtype=torch.float64) + 0.5).requires_grad_(),
-        torch.randn(affine_shape, dtype=torch.float64, requires_grad=True)]
+    x, params = _leaves(affine_shape, shape=(7, 6, 5), scale=3, offset=10)
     g = torch.randn(x.shape, dtype=torch.float64)
 
     def grads():

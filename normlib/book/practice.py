@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from normlib.book.data import Split
-from normlib.core import update_running
-from normlib.functional import batch_norm
+from normlib.core import per_channel, reduce_dims, update_running
+from normlib.fused import standardize
 from normlib.nn import BatchNorm2d
 
 __all__ = [
@@ -166,15 +166,12 @@ class GhostBatchNorm2d(torch.nn.Module):
         bn, g = self.bn, self.ghost
         k, c, spatial = len(x) // g, x.shape[1], x.shape[2:]
         stacked = x.reshape(k, g, c, *spatial).transpose(0, 1).reshape(g, k * c, *spatial)  # (ghost, k·C, ...)
-        weight = None if bn.weight is None else bn.weight.repeat(k)
-        bias = None if bn.bias is None else bn.bias.repeat(k)
-        y = batch_norm(stacked, None, None, weight, bias, training=True, eps=bn.eps)
+        weight, bias = (None if t is None else per_channel(t.repeat(k), stacked.dim()) for t in (bn.weight, bn.bias))
+        y, means, variances = standardize(stacked, reduce_dims("batch", stacked.dim()), bn.eps, weight, bias)
         if bn.track_running_stats:
-            with torch.no_grad():
-                dims = (0, *range(2, stacked.dim()))
-                means, variances = stacked.mean(dims).view(k, c), stacked.var(dims, unbiased=True).view(k, c)
-                for mean, var in zip(means, variances):  # one update per chunk, in the loop's order
-                    momentum = bn._count_batch_and_get_momentum()
-                    update_running(bn.running_mean, mean, momentum)
-                    update_running(bn.running_var, var, momentum)
+            m = stacked.numel() // stacked.shape[1]  # values per channel of one chunk
+            for mean, var in zip(means.view(k, c), variances.view(k, c)):  # one update per chunk, in the loop's order
+                momentum = bn._count_batch_and_get_momentum()
+                update_running(bn.running_mean, mean, momentum)
+                update_running(bn.running_var, var * m / (m - 1), momentum)  # unbiased, as batch norm keeps it
         return y.reshape(g, k, c, *spatial).transpose(0, 1).reshape(x.shape)
