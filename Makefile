@@ -20,7 +20,7 @@ NATIVE_PATH := env -u ATEN_CPU_CAPABILITY -u MKL_CBWR OMP_NUM_THREADS=2 MKL_NUM_
 REFERENCE_PATH := env ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NOTEBOOKS = $(or $(NB),book)
 
-.PHONY: book test setup browser-deps test-lib test-notebooks nbval-native nbval-reference test-workflows test-build test-browser test-content outputs lab bench clean
+.PHONY: book test setup browser-deps test-lib test-notebooks nbval-native nbval-reference test-workflows test-build test-browser test-content outputs lab bench experiments requirements clean
 
 book: setup
 	$(JB) build . --builder html
@@ -85,6 +85,16 @@ outputs: setup
 # Jupyter Lab in the project's environment (no special settings: outputs hold on every machine).
 lab: setup
 	$(VENV)/bin/jupyter lab book
+
+# requirements.txt, every package pinned, compiled from the direct requirements in requirements.in.
+requirements: setup
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-find-links --no-emit-index-url requirements.in -o requirements.txt
+	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' requirements.txt
+
+# The book's long experiments (experiments/): every run not yet stored in book/results/, two at a
+# time, with a progress bar; resumable (a finished run is written at once). NAME=... runs one.
+experiments: setup
+	$(PY) -m experiments run $(NAME) --jobs 2
 
 # Time normlib against PyTorch's kernels (benchmarks/bench.py; QUICK=1 for a run under a minute).
 # Not part of `make test`. Runs with PyTorch's native vectorized kernels.

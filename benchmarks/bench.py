@@ -46,7 +46,7 @@ from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import normlib.functional as NF  # noqa: E402
-from normlib.book.perf import geomean  # noqa: E402
+from normlib.book.perf import cpu_name, geomean  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STANDARDIZED = ("BN", "LN", "IN", "GN")  # the layers built on normlib.core's statistics: the headline
@@ -145,16 +145,8 @@ def measure_interleaved(functions: dict, x, params, grad, min_run_time: float, c
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "logical cores": os.cpu_count(),
         "torch threads": torch.get_num_threads(),
         "torch": torch.__version__,

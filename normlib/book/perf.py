@@ -15,3 +15,17 @@ def geomean(values: Iterable[float]) -> float:
     """
     values = list(values)
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` where it does not)."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
