@@ -173,13 +173,14 @@ def _write(path: Path, data: dict) -> None:
 
 def _one(args: tuple) -> tuple[str, int, dict, float]:
     """One run, in a worker process: one thread, its steps reported through the queue."""
-    name, label, config, seed, queue, threads = args
+    module, name, label, config, seed, queue, threads = args
+    import importlib
+
     import torch
 
-    from experiments import registry
-
     torch.set_num_threads(threads)
-    exp = registry()[name]
+    mod = importlib.import_module(module)
+    exp = next(e for e in getattr(mod, "EXPERIMENTS", None) or [mod.EXPERIMENT] if e.name == name)
     advance = (lambda n=1: queue.put(n)) if queue is not None else (lambda n=1: None)
     start = time.perf_counter()
     result = exp.run(config, seed, advance)
@@ -255,7 +256,7 @@ def run(exp: Experiment, seeds: tuple[int, ...] | None = None, smoke: bool = Fal
 
             reader = threading.Thread(target=drain, daemon=True)
             reader.start()
-            args = [(exp.name, label, config, seed, queue, threads) for label, config, seed in todo]
+            args = [(exp.module, exp.name, label, config, seed, queue, threads) for label, config, seed in todo]
             for label, seed, result, seconds in pool.imap_unordered(_one, args):
                 record(label, seed, result, seconds)
             done.set()

@@ -133,3 +133,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(demo, tmp_path):
     exp = dataclasses.replace(exp, seeds=(0, 1))
     runner.run(exp, out=out, progress=False)
     assert len(calls) == 4 and sorted(calls[2:]) == [(2.0, 1), (3.0, 1)]  # only the new seed ran
+
+
+def test_runs_side_by_side_store_the_same_results(demo, tmp_path):
+    pkg, module = demo
+    one = runner.run(module.EXPERIMENT, out=tmp_path / "one", progress=False)
+    two = runner.run(module.EXPERIMENT, out=tmp_path / "two", jobs=2, progress=False)
+    assert one["runs"] == two["runs"]
