@@ -20,7 +20,7 @@ NATIVE_PATH := env -u ATEN_CPU_CAPABILITY -u MKL_CBWR OMP_NUM_THREADS=2 MKL_NUM_
 REFERENCE_PATH := env ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 NOTEBOOKS = $(or $(NB),book)
 
-.PHONY: book test setup browser-deps test-lib test-notebooks nbval-native nbval-reference test-workflows test-build test-browser test-content outputs lab bench experiments requirements clean
+.PHONY: book test setup browser-deps test-lib test-notebooks nbval-native nbval-reference test-workflows test-build test-browser test-content outputs lab claims bench experiments requirements clean
 
 book: setup
 	$(JB) build . --builder html
@@ -83,8 +83,13 @@ outputs: setup
 	$(PY) tools/execute_notebooks.py $(NB)
 
 # Jupyter Lab in the project's environment (no special settings: outputs hold on every machine).
+# As root (common in containers) Jupyter refuses to start without --allow-root; LAB_FLAGS adds others.
 lab: setup
-	$(VENV)/bin/jupyter lab book
+	$(VENV)/bin/jupyter lab book $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_FLAGS)
+
+# Which claims of the ledger lack their checking cell (the claims appendix's own check).
+claims: setup
+	$(PY) tools/claims_appendix.py --check
 
 # requirements.txt, every package pinned, compiled from the direct requirements in requirements.in.
 requirements: setup
