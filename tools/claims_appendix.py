@@ -214,12 +214,27 @@ BADGES = {
 }
 
 
+RULES = [
+    "**A claim with several parts is as strong as its weakest part.** One part shown and one not is "
+    "{bdg-secondary}`not shown at this scale`; one part false is {bdg-danger}`does not hold as written`; "
+    "the measured column says which part is which. {bdg-warning}`holds approximately` means "
+    "\"true within the bound printed beside it\", never \"partly true\".",
+    "",
+    "**The assert tests the measured quantity against a criterion fixed before the run** (a margin, a "
+    "bound, a seed range), so that another outcome of the run would fail it. An assert that restates "
+    "the chosen verdict, or checks only that earlier verdicts exist, is no check; "
+    "`tests/book/test_asserts.py` fails on a claim cell with no assert on a measured quantity.",
+    "",
+]
+
+
 def render(ledger: Ledger) -> str:
-    """The generated part of the appendix page, in MyST markdown."""
+    """The generated part of the appendix page, in MyST markdown: the judging rules, then the table."""
     counts = ledger.verdict_counts()
     n = len(ledger.claims)
     unchecked = [c.id for c in ledger.claims if not ledger.is_checked(c.id)]
     out = [
+        *RULES,
         f"The ledger has **{n} claims**. The notebooks measured: "
         + ", ".join(f"{BADGES[v]} {counts.get(v, 0)}" for v in VERDICTS)
         + (f", {BADGES[None]} {len(unchecked)}." if unchecked else "."),

@@ -84,6 +84,7 @@ def test_a_claim_cell_with_target_assert_and_verdict_line_is_checked(tmp_path):
     page = claims_appendix.render(ledger)
     assert "{ref}`BN-1 <claim-bn-1>`" in page and "\\|mean\\| \\< 1e-7" in page
     assert "{bdg-danger}`does not hold as written`" in page and "{bdg-muted}`not checked yet`" in page
+    assert "as strong as its weakest part" in page and "criterion fixed before the run" in page
 
 
 def test_a_claim_cell_without_verdict_target_or_assert_is_reported(tmp_path):
