@@ -12,7 +12,7 @@ import importlib
 from experiments.runner import Experiment
 
 #: The modules that define experiments, in the order ``make experiments`` runs them.
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("experiments.lm_norms",)
 
 
 def registry() -> dict[str, Experiment]:

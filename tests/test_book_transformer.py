@@ -3,8 +3,10 @@ import pytest
 import torch
 
 import normlib.nn as NN
-from normlib.book.data import pydoc_text
-from normlib.book.transformer import NORMS, DyT, RMSNorm, TinyTransformer, TokenBatchNorm, train_lm
+import math
+
+from normlib.book.data import ngram_entropy, pydoc_text
+from normlib.book.transformer import NORMS, DyT, LMHistory, RMSNorm, TinyTransformer, TokenBatchNorm, train_lm
 
 VOCAB, T = 11, 8
 
@@ -77,3 +79,32 @@ def test_pydoc_split_is_by_topic_and_batches_are_seeded():
     x1, y1 = corpus.batch("train", 3, 10, torch.Generator().manual_seed(0))
     x2, _ = corpus.batch("train", 3, 10, torch.Generator().manual_seed(0))
     assert torch.equal(x1, x2) and torch.equal(x1[:, 1:], y1[:, :-1])
+
+
+def test_diverged_counts_a_finite_run_worse_than_the_uniform_predictor():
+    uniform = math.log(103)
+    assert LMHistory([4.0, float("nan")], vocab_size=103).diverged  # not finite
+    assert LMHistory([4.0, 3.0], 1.1e11, vocab_size=103).diverged  # finite, the probe's 1.1e11
+    assert LMHistory([4.0, 3.0], uniform + 1e-9, vocab_size=103).diverged  # just worse than uniform
+    assert not LMHistory([4.0, 3.0], uniform - 1e-9, vocab_size=103).diverged
+    assert LMHistory([4.0, uniform + 0.1], vocab_size=103).diverged  # no validation loss: the last step's
+    assert not LMHistory([4.0, 1e11], 2.0).diverged  # without a vocabulary only non-finite losses count
+
+
+def test_train_lm_flags_a_blown_up_run_as_diverged():
+    corpus = pydoc_text()
+    torch.manual_seed(0)
+    m = TinyTransformer(corpus.vocab_size, d_model=16, n_layers=1, n_heads=2, context=16, norm="none",
+                        dtype=torch.float64)
+    hist = train_lm(m, corpus, steps=20, batch_size=4, lr=30.0, seed=0)  # an absurd rate
+    assert hist.vocab_size == corpus.vocab_size and hist.diverged
+    assert not math.isfinite(hist.val_loss) or hist.val_loss > math.log(corpus.vocab_size)
+
+
+def test_matched_split_has_the_training_texts_statistics():
+    corpus = pydoc_text(val_offset=1)
+    v = corpus.vocab_size
+    gap = abs(ngram_entropy(corpus.val, 2, v) - ngram_entropy(corpus.train, 2, v))
+    assert gap < 0.05 and pydoc_text().val_topics != corpus.val_topics
+    with pytest.raises(ValueError):
+        pydoc_text(val_offset=5)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["Split", "digits", "CharCorpus", "pydoc_text"]
+__all__ = ["Split", "digits", "CharCorpus", "pydoc_text", "ngram_entropy"]
 
 
 class Split(NamedTuple):
@@ -107,12 +107,12 @@ class CharCorpus:
         return x, y
 
 
-def pydoc_text(val_every: int = 5) -> CharCorpus:
+def pydoc_text(val_every: int = 5, val_offset: int | None = None) -> CharCorpus:
     """Python's documentation topics as a character-level corpus, split by topic.
 
     The split is by *topic*, never inside one: the 79 topics of ``pydoc_data.topics`` are sorted by
-    name, and every ``val_every``-th of them (positions ``val_every - 1``, ``2 * val_every - 1``, …
-    of the sorted list) is held out for validation, so the validation text is whole documentation
+    name, and every ``val_every``-th of them (positions ``val_offset``, ``val_offset + val_every``, …
+    of the sorted list; ``val_offset`` defaults to ``val_every - 1``) is held out for validation, so the validation text is whole documentation
     pages the model never saw, not windows next to its training text. Each part is its topics'
     texts in sorted order, joined by a blank line. The vocabulary is every character of the whole
     text (train and validation), sorted, so that no validation character is unknown.
@@ -120,6 +120,11 @@ def pydoc_text(val_every: int = 5) -> CharCorpus:
     Args:
         val_every: hold out one topic in ``val_every``. Default ``5``: 15 topics, about 31,000
             characters (7 % of the text); the other 64 topics, about 434,000, are for training.
+        val_offset: the first held-out position, ``0 <= val_offset < val_every``. The default
+            (``val_every - 1``) holds out short topics whose text is easier than the training
+            text (bigram entropy 2.16 against 2.47 nats, 21 % spaces against 18 %);
+            ``val_offset=1`` holds out 16 topics, about 127,000 characters, whose bigram entropy
+            and share of spaces match the training text's (2.46 against 2.44 nats, 19 % and 18 %).
 
     >>> corpus = pydoc_text()
     >>> corpus.vocab_size, len(corpus.val_topics), corpus.val_topics[:2]
@@ -130,7 +135,10 @@ def pydoc_text(val_every: int = 5) -> CharCorpus:
     from pydoc_data.topics import topics
 
     names = sorted(topics)
-    val_names = tuple(n for i, n in enumerate(names) if i % val_every == val_every - 1)
+    offset = val_every - 1 if val_offset is None else val_offset
+    if not 0 <= offset < val_every:
+        raise ValueError(f"val_offset must be in [0, {val_every}), got {val_offset}")
+    val_names = tuple(n for i, n in enumerate(names) if i % val_every == offset)
     train_names = [n for n in names if n not in val_names]
     vocab = "".join(sorted(set("".join(topics.values()))))
     index = {c: i for i, c in enumerate(vocab)}
@@ -140,3 +148,36 @@ def pydoc_text(val_every: int = 5) -> CharCorpus:
         return torch.tensor([index[c] for c in text], dtype=torch.int64)
 
     return CharCorpus(ids(train_names), ids(val_names), vocab, val_names)
+
+
+def ngram_entropy(ids: Tensor, order: int, vocab_size: int, fit: Tensor | None = None) -> float:
+    """Nats per character of a frequency table of ``order`` 1 (unigram) or 2 (bigram) on ``ids``.
+
+    With ``fit=None`` the table is counted on ``ids`` itself: the empirical entropy
+    :math:`H(X_t)` (order 1) or conditional entropy :math:`H(X_t \\mid X_{t-1})` (order 2) of the
+    text, what the best such table for *this* text scores. With ``fit`` the table is counted on
+    ``fit`` (add-one smoothed, so that no pair unseen in ``fit`` costs an infinite loss) and scored
+    on ``ids``: the cross-entropy of a table learnt on one text and used on another, the baseline a
+    model trained on ``fit`` has to beat.
+
+    >>> ids = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    >>> round(ngram_entropy(ids, 1, 2), 4), round(ngram_entropy(ids, 2, 2), 4)  # ln 2; next char is certain
+    (0.6931, 0.0)
+    >>> round(ngram_entropy(ids, 2, 2, fit=ids), 4)  # add-one: p(1 | 0) = 5/6, p(0 | 1) = 4/5
+    0.1998
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order}")
+    table = ids if fit is None else fit
+    smooth = 0.0 if fit is None else 1.0
+    if order == 1:
+        counts = torch.bincount(table, minlength=vocab_size).double() + smooth
+        p = counts / counts.sum()
+        target = ids
+        logp = p.log()[target]
+    else:
+        pairs = torch.bincount(table[:-1] * vocab_size + table[1:], minlength=vocab_size**2)
+        counts = pairs.double().reshape(vocab_size, vocab_size) + smooth
+        cond = counts / counts.sum(dim=1, keepdim=True)  # p(next | previous); rows never seen stay 0/0
+        logp = cond.log()[ids[:-1], ids[1:]]
+    return -logp.mean().item()

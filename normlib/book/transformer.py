@@ -226,14 +226,33 @@ def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 @dataclass
 class LMHistory:
-    """What :func:`train_lm` measured: the training loss of every step, the final validation loss."""
+    """What :func:`train_lm` measured: the training loss of every step, the final validation loss.
+
+    ``vocab_size`` sets the uniform predictor's loss, ln(vocabulary size): a run that ends above it
+    has learned less than nothing, and :attr:`diverged` counts it as failed.
+
+    >>> LMHistory([4.0, 1e11], 1e11, vocab_size=103).diverged  # finite, yet worse than uniform
+    True
+    >>> LMHistory([4.0, 2.0], 2.1, vocab_size=103).diverged
+    False
+    """
 
     step_loss: list[float] = field(default_factory=list)
     val_loss: float = math.nan
+    vocab_size: int | None = None
+
+    @property
+    def uniform_loss(self) -> float:
+        """ln(vocabulary size): the loss of predicting every character with the same probability."""
+        return math.log(self.vocab_size) if self.vocab_size else math.inf
 
     @property
     def diverged(self) -> bool:
-        return any(not math.isfinite(v) for v in self.step_loss)
+        """A loss that is not finite, or a final loss (validation, else the last step's) above :attr:`uniform_loss`."""
+        if any(not math.isfinite(v) for v in self.step_loss):
+            return True
+        final = self.val_loss if math.isfinite(self.val_loss) else (self.step_loss[-1] if self.step_loss else math.nan)
+        return final > self.uniform_loss
 
 
 @torch.no_grad()
@@ -259,11 +278,12 @@ def train_lm(model: nn.Module, corpus: CharCorpus, steps: int = 300, batch_size:
     The learning rate rises linearly from ``lr / warmup`` to ``lr`` over the first ``warmup``
     steps and then stays at ``lr`` (``warmup=0``: constant). ``on_step(model, step)`` runs after
     every update. Training stops, with the last loss recorded, as soon as the loss is not finite;
-    the validation loss is then ``nan``.
+    the validation loss is then ``nan``. The history knows the vocabulary size, so that
+    :attr:`LMHistory.diverged` also flags a finite run worse than the uniform predictor.
     """
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98))
     gen = torch.Generator().manual_seed(seed)
-    hist = LMHistory()
+    hist = LMHistory(vocab_size=corpus.vocab_size)
     model.train()
     for step in range(steps):
         for group in opt.param_groups:
