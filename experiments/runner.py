@@ -103,12 +103,25 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def _code(source: str) -> str:
+    """The code of a module as its syntax tree, without comments and docstrings: editing those
+    (a doctest, a sentence) changes no result, so it does not make stored results stale."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
 def source_hash(module: str, files: Mapping[str, Path] | None = None) -> str:
-    """One hash over the sources of ``module`` and what it imports (names and contents)."""
+    """One hash over the code of ``module`` and of what it imports (names and syntax trees)."""
     files = source_modules(module) if files is None else files
     h = hashlib.sha256()
     for name, path in sorted(files.items()):
-        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(name.encode() + b"\0" + _code(path.read_text(encoding="utf-8")).encode() + b"\0")
     return h.hexdigest()[:16]
 
 

@@ -140,3 +140,11 @@ def test_runs_side_by_side_store_the_same_results(demo, tmp_path):
     one = runner.run(module.EXPERIMENT, out=tmp_path / "one", progress=False)
     two = runner.run(module.EXPERIMENT, out=tmp_path / "two", jobs=2, progress=False)
     assert one["runs"] == two["runs"]
+
+
+def test_a_docstring_or_comment_edit_keeps_stored_results_current(demo, tmp_path):
+    pkg, module = demo
+    out = tmp_path / "results"
+    runner.run(module.EXPERIMENT, out=out, progress=False)
+    (pkg / "helper.py").write_text('def value(seed):\n    """One more than the seed."""  \n    return seed + 1.0  # as before\n')
+    assert runner.problems(module.EXPERIMENT, runner.load(out / "demo.json")) == []
