@@ -88,3 +88,12 @@ def test_backward_row_blocks_far_from_zero(monkeypatch, offset):
 def test_compiled_far_from_zero():
     compiled = torch.compile(_eager, fullgraph=True, dynamic=False)
     _against_float64(compiled, "layer norm (unfolded)", 1e4, y_tol=2e-7 * 1e4)
+
+
+@pytest.mark.parametrize("offset", OFFSETS)
+def test_folded_shift_without_bias_far_from_zero(offset):
+    # The folded branch's shift -c * gamma / sigma when there is no bias.
+    x, w, _, _, dims = _case("batch norm (folded)", offset)
+    y = fused.standardize(x, dims, 1e-5, w, None)[0]
+    y64 = formula(x.double(), dims, 1e-5, w.double(), None)[0]
+    torch.testing.assert_close(y.double(), y64, rtol=0, atol=Y_TOL)
