@@ -18,4 +18,5 @@ CONFIGS = {f"{'qk-LN' if qk else 'plain'} lr={lr:g}": RunConfig("pre", lr, warmu
            for qk in (False, True) for lr in RATES}
 SMOKE = {label: smoke(c) for label, c in CONFIGS.items()}
 
-EXPERIMENT = Experiment(name="lm_qk", run=run, configs=CONFIGS, smoke=SMOKE, seeds=(0, 1, 2))
+EXPERIMENT = Experiment(name="lm_qk", run=run, configs=CONFIGS, smoke=SMOKE, seeds=(0, 1, 2),
+                        origin=__name__)

@@ -18,4 +18,5 @@ CONFIGS = {f"{name} lr={lr:g}": RunConfig(placement, lr, warmup=warmup, n_layers
            for name, (placement, warmup) in VARIANTS.items() for lr in RATES}
 SMOKE = {label: smoke(c) for label, c in CONFIGS.items()}
 
-EXPERIMENT = Experiment(name="lm_warmup", run=run, configs=CONFIGS, smoke=SMOKE, seeds=(0, 1, 2))
+EXPERIMENT = Experiment(name="lm_warmup", run=run, configs=CONFIGS, smoke=SMOKE, seeds=(0, 1, 2),
+                        origin=__name__)
