@@ -12,7 +12,11 @@ import importlib
 from experiments.runner import Experiment
 
 #: The modules that define experiments, in the order ``make experiments`` runs them.
-MODULES: tuple[str, ...] = ("experiments.lm_norms",)
+MODULES: tuple[str, ...] = (
+    "experiments.lm_norms",
+    "experiments.lm_qk",
+    "experiments.lm_warmup",
+)
 
 
 def registry() -> dict[str, Experiment]:

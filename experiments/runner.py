@@ -41,6 +41,8 @@ class Experiment:
     ``configs`` maps a label to a frozen dataclass (the grid the experiment sweeps); ``smoke`` maps
     the same labels to tiny configurations that run in seconds. ``advance(n)`` reports ``n`` more
     steps done; a configuration's ``steps`` attribute, if it has one, sizes the progress bar.
+    ``origin`` is the module that defines the experiment, when ``run`` comes from another one
+    (several experiments may share one training function); the source hash starts there.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Experiment:
     configs: Mapping[str, Any]
     smoke: Mapping[str, Any]
     seeds: tuple[int, ...] = (0, 1, 2)
+    origin: str | None = None
 
     def __post_init__(self) -> None:
         if set(self.smoke) != set(self.configs):
@@ -55,7 +58,7 @@ class Experiment:
 
     @property
     def module(self) -> str:
-        return self.run.__module__
+        return self.origin or self.run.__module__
 
 
 def _module_file(name: str) -> Path | None:

@@ -8,7 +8,7 @@ The model is GPT-shaped and deliberately plain::
                   -> n_layers blocks, each: causal self-attention, MLP, both residual
                   -> [final norm, Pre-LN only] -> linear head -> logits     (B, T, vocab)
 
-Two switches choose what the chapters compare:
+Three switches choose what the chapters compare:
 
 - ``placement="post"`` (Vaswani et al. 2017): the norm after each residual addition,
   ``x = norm(x + f(x))``; ``placement="pre"`` (Xiong et al. 2020): the norm at the start of each
@@ -17,9 +17,12 @@ Two switches choose what the chapters compare:
 - ``norm``: ``"ln"`` (:class:`normlib.nn.LayerNorm`), ``"rms"`` (:class:`normlib.nn.RMSNorm`,
   through the one name ``RMSNorm`` of this module), ``"bn"`` (:class:`normlib.nn.BatchNorm1d` over all ``B·T`` token positions
   of the batch, :class:`TokenBatchNorm`), ``"dyt"`` (Dynamic Tanh, :class:`DyT`), ``"none"``.
+- ``qk_norm=True`` (Dehghani et al. 2023; Wortsman et al. 2023): a layer norm over each head's
+  queries and over its keys before their dot products, which bounds the attention logits.
 
 Every weight keeps PyTorch's default initialization (``nn.Linear``: uniform with variance
-``1/(3·fan_in)``; ``nn.Embedding``: standard normal). :func:`train_lm` is the one seeded training
+``1/(3·fan_in)``; ``nn.Embedding``: standard normal); :func:`xavier_init_` re-initializes a model
+as Xiong et al. analyse it. :func:`train_lm` is the one seeded training
 loop (Adam, optional linear warm-up) and :func:`evaluate_lm` the validation loss, so that two runs
 differ in the model only.
 """
@@ -44,6 +47,8 @@ __all__ = [
     "rms_norm",
     "make_norm",
     "CausalSelfAttention",
+    "attention_stats",
+    "xavier_init_",
     "MLP",
     "Block",
     "TinyTransformer",
@@ -127,26 +132,84 @@ def make_norm(kind: str, d_model: int, dtype: torch.dtype | None = None) -> nn.M
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention in which position ``t`` attends to positions ``<= t`` only."""
+    """Multi-head self-attention in which position ``t`` attends to positions ``<= t`` only.
 
-    def __init__(self, d_model: int, n_heads: int, context: int, dtype: torch.dtype | None = None) -> None:
+    ``qk_norm=True`` normalizes each head's queries and keys with a layer norm (over the head's
+    ``d/h`` features, with its own gain and shift) before the scaled dot product. While
+    ``record`` is set, every forward stores the largest attention logit and the mean entropy of
+    the attention rows (nats) in ``stats``; :func:`attention_stats` reads them.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, context: int, dtype: torch.dtype | None = None,
+                 qk_norm: bool = False) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model must be divisible by n_heads, got {d_model} and {n_heads}")
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, dtype=dtype)
         self.out = nn.Linear(d_model, d_model, dtype=dtype)
+        head = d_model // n_heads
+        self.q_norm = NN.LayerNorm(head, eps=EPS, dtype=dtype) if qk_norm else nn.Identity()
+        self.k_norm = NN.LayerNorm(head, eps=EPS, dtype=dtype) if qk_norm else nn.Identity()
         self.register_buffer("mask", torch.tril(torch.ones(context, context, dtype=torch.bool)), persistent=False)
+        self.record = False
+        self.stats: tuple[float, float] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         b, t, d = x.shape
         h = self.n_heads
         q, k, v = self.qkv(x).split(d, dim=-1)  # each (B, T, d)
         q, k, v = (z.reshape(b, t, h, d // h).transpose(1, 2) for z in (q, k, v))  # (B, h, T, d/h)
+        q, k = self.q_norm(q), self.k_norm(k)  # qk-layernorm, or nothing
         scores = q @ k.transpose(-2, -1) / math.sqrt(d // h)  # (B, h, T, T)
         scores = scores.masked_fill(~self.mask[:t, :t], float("-inf"))  # no look at later tokens
-        y = scores.softmax(dim=-1) @ v  # (B, h, T, d/h)
+        attn = scores.softmax(dim=-1)
+        if self.record:
+            with torch.no_grad():
+                p_log_p = torch.where(attn > 0, attn * attn.clamp_min(1e-30).log(), 0.0)
+                self.stats = (scores.max().item(), -p_log_p.sum(-1).mean().item())
+        y = attn @ v  # (B, h, T, d/h)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+@torch.no_grad()
+def attention_stats(model: nn.Module, idx: Tensor) -> list[tuple[float, float]]:
+    """``(largest attention logit, mean attention entropy)`` of every attention layer on ``idx``.
+
+    The logit is the scaled dot product ``q·k/sqrt(d/h)`` before the softmax; the entropy of a row
+    is at most ln(number of positions it sees), and near 0 when it attends to one position.
+
+    >>> model = TinyTransformer(vocab_size=10, d_model=16, n_layers=2, n_heads=2, context=8)
+    >>> stats = attention_stats(model, torch.zeros(3, 8, dtype=torch.int64))
+    >>> len(stats), all(0 <= ent <= math.log(8) for _, ent in stats)
+    (2, True)
+    """
+    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    was_training = model.training
+    model.eval()
+    for layer in layers:
+        layer.record = True
+    try:
+        model(idx)
+    finally:
+        for layer in layers:
+            layer.record = False
+        model.train(was_training)
+    return [layer.stats for layer in layers]
+
+
+def xavier_init_(model: nn.Module) -> nn.Module:
+    """Xavier-uniform weights and zero biases in every linear layer, as Xiong et al. analyse Post-LN.
+
+    Xavier's variance ``2/(fan_in + fan_out)`` is three times PyTorch's default ``1/(3·fan_in)``
+    for a square layer. Embeddings and norm layers keep theirs. Returns the model.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
 
 
 class MLP(nn.Module):
@@ -165,13 +228,13 @@ class Block(nn.Module):
     """One transformer layer: attention and MLP branches on the residual stream, norms placed by ``placement``."""
 
     def __init__(self, d_model: int, n_heads: int, context: int, placement: str, norm: str,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, qk_norm: bool = False) -> None:
         super().__init__()
         if placement not in ("post", "pre"):
             raise ValueError(f"placement must be 'post' or 'pre', got {placement!r}")
         self.placement = placement
         self.norm1 = make_norm(norm, d_model, dtype)
-        self.attn = CausalSelfAttention(d_model, n_heads, context, dtype)
+        self.attn = CausalSelfAttention(d_model, n_heads, context, dtype, qk_norm)
         self.norm2 = make_norm(norm, d_model, dtype)
         self.mlp = MLP(d_model, dtype)
 
@@ -193,13 +256,13 @@ class TinyTransformer(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
                  context: int = 64, placement: str = "pre", norm: str = "ln", final_norm: bool = True,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, qk_norm: bool = False) -> None:
         super().__init__()
         self.context = context
         self.tokens = nn.Embedding(vocab_size, d_model, dtype=dtype)
         self.positions = nn.Embedding(context, d_model, dtype=dtype)
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, context, placement, norm, dtype) for _ in range(n_layers)
+            Block(d_model, n_heads, context, placement, norm, dtype, qk_norm) for _ in range(n_layers)
         )
         use_final = placement == "pre" and final_norm
         self.final_norm = make_norm(norm, d_model, dtype) if use_final else nn.Identity()
