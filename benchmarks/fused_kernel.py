@@ -42,7 +42,7 @@ void row_stats(const T* x, int64_t D, bool centre, double eps, T& mean, T& rstd)
   rstd = T(1) / std::sqrt(var + T(eps));
 }
 
-std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor w, torch::Tensor b,
+std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> b,
                                    double eps, bool centre) {
   auto D = x.size(-1);
   auto N = x.numel() / D;
@@ -51,7 +51,7 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor w, torch::Tens
   auto rstd = torch::empty({N}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_norm_forward", [&] {
     const scalar_t *X = x.data_ptr<scalar_t>(), *W = w.data_ptr<scalar_t>();
-    const scalar_t* B = centre ? b.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* B = b.has_value() ? b->data_ptr<scalar_t>() : nullptr;  // no bias: no shift
     scalar_t *Y = y.data_ptr<scalar_t>(), *M = mean.data_ptr<scalar_t>();
     scalar_t* R = rstd.data_ptr<scalar_t>();
     for (int64_t i = 0; i < N; ++i) {
@@ -131,8 +131,8 @@ class _FusedNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, eps, centre):
         module = load()
         x = x.contiguous()
-        b = bias if bias is not None else weight  # unused when not centring
-        y, mean, rstd = module.forward(x, weight.contiguous(), b.contiguous(), eps, centre)
+        b = None if bias is None else bias.contiguous()
+        y, mean, rstd = module.forward(x, weight.contiguous(), b, eps, centre)
         ctx.save_for_backward(x, weight, mean, rstd)
         ctx.centre = centre
         ctx.has_bias = bias is not None

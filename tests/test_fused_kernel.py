@@ -50,6 +50,15 @@ def test_rms_norm_matches_formula_and_pytorch(dtype):
         torch.testing.assert_close(got, want, **TOL[dtype])
 
 
+def test_layer_norm_without_bias_matches_pytorch():
+    x, w, _, dy = _inputs(torch.float64)
+    y = kernel.layer_norm(x, w, None, 1e-5)
+    ref = F.layer_norm(x, (48,), w, None, 1e-5)
+    torch.testing.assert_close(y, ref, **TOL[torch.float64])
+    for got, want in zip(_grads(y, dy, x, w), _grads(ref, dy, x, w)):
+        torch.testing.assert_close(got, want, **TOL[torch.float64])
+
+
 def test_gradcheck_float64():
     x, w, b, _ = _inputs(torch.float64, shape=(3, 7))
     assert torch.autograd.gradcheck(lambda x, w, b: kernel.layer_norm(x, w, b), (x, w, b))
