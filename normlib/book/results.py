@@ -48,3 +48,14 @@ def seeds(results: dict, label: str, key: str) -> list:
     """
     runs = results["runs"][label]
     return [runs[s][key] for s in sorted(runs, key=int)]
+
+
+def span(values, fmt: str = ".2f") -> str:
+    """The range of ``values`` (one per seed) as ``"min-max"``, each formatted with ``fmt``.
+
+    >>> span([2.03, 2.018, 2.053])
+    '2.02-2.05'
+    >>> span([580.0, 1753.5], ".2g")
+    '5.8e+02-1.8e+03'
+    """
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
